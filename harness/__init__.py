@@ -1,0 +1,1 @@
+"""The kata machinery: manifest, implementation switch, ladder report, budgets, stubs, scoreboard."""

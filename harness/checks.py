@@ -1,0 +1,72 @@
+"""Assertions for kata tests whose failure messages teach: what, where, expected, got.
+
+    from harness.checks import assert_close, assert_shape, gradcheck
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _as_array(value) -> np.ndarray:
+    return np.asarray(getattr(value, "data", value))
+
+
+def assert_shape(got, expected: tuple, what: str) -> None:
+    shape = tuple(np.shape(_as_array(got)))
+    assert shape == tuple(expected), f"{what}: expected shape {tuple(expected)}, got {shape}"
+
+
+def assert_close(got, expected, what: str, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    """Compare values (Tensors or arrays); on failure name the first bad index and both values."""
+    got_array, expected_array = _as_array(got), _as_array(expected)
+    assert got_array.shape == expected_array.shape, (
+        f"{what}: expected shape {expected_array.shape}, got {got_array.shape}")
+    bad = ~np.isclose(got_array, expected_array, rtol=rtol, atol=atol, equal_nan=False)
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {bad.size} values differ; first at index {index}: "
+            f"expected {expected_array[index]!r}, got {got_array[index]!r}")
+
+
+def numerical_gradient(f, arrays: list, index_of_input: int, eps: float = 1e-6) -> np.ndarray:
+    """Central differences of the scalar f(*arrays) with respect to arrays[index_of_input], in float64."""
+    x = arrays[index_of_input]
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        original = x[i]
+        x[i] = original + eps
+        plus = f(*arrays)
+        x[i] = original - eps
+        minus = f(*arrays)
+        x[i] = original
+        grad[i] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def gradcheck(fn, *inputs, seed: int = 0, rtol: float = 1e-5, atol: float = 1e-7, name: str = "") -> None:
+    """Check every element of the gradient of `fn` against float64 central differences.
+
+    `inputs` are numpy arrays; each becomes a float64 Tensor that requires grad.
+    The output is weighted by a seeded random gradient, so non-scalar outputs and
+    every output element are covered: loss = sum(fn(*inputs) * weight).
+    """
+    from tinytorch.tensor import Tensor
+
+    label = name or getattr(fn, "__name__", "fn")
+    arrays = [np.array(x, dtype=np.float64) for x in inputs]
+    tensors = [Tensor(a.copy(), dtype=np.float64, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    weight = np.random.default_rng(seed).standard_normal(out.shape)
+    out.backward(weight)
+
+    def weighted(*values):
+        return float(np.sum(_as_array(fn(*[Tensor(v, dtype=np.float64) for v in values])) * weight))
+
+    for position, tensor in enumerate(tensors):
+        expected = numerical_gradient(weighted, arrays, position)
+        got = tensor.grad
+        where = f"{label}: gradient of input {position} (shape {arrays[position].shape}, seed {seed})"
+        assert got is not None, f"{where}: .grad is None; backward() never reached this input"
+        assert_close(got, expected, where, rtol=rtol, atol=atol)

@@ -1,0 +1,109 @@
+"""Decide which file answers `import tinytorch.<module>`: the learner's or the reference's.
+
+Three modes:
+
+- ``student``: every module is the learner's file in `tinytorch/`.
+- ``reference``: every module is the reference's, in `reference/tinytorch/`.
+- ``scaffold``: the modules of the katas being run are the learner's; all others
+  come from the reference, so a kata can be started cold.
+
+The choice is made once per process by putting a finder at the front of
+`sys.meta_path`. Tests, milestones and scripts all go through it.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+from harness import manifest as manifest_module
+
+MODES = ("student", "reference", "scaffold")
+
+
+class ImplementationError(RuntimeError):
+    """The requested implementation cannot be served (for example, no reference here)."""
+
+
+class TinytorchFinder(importlib.abc.MetaPathFinder):
+    """Serve each `tinytorch.<module>` from the directory the mode chooses."""
+
+    def __init__(self, mode: str, learner_modules: frozenset[str], student_dir: Path, reference_dir: Path):
+        self.mode = mode
+        self.learner_modules = learner_modules
+        self.student_dir = student_dir
+        self.reference_dir = reference_dir
+
+    def source_for(self, module: str) -> Path:
+        if self.mode == "reference" or (self.mode == "scaffold" and module not in self.learner_modules):
+            return self.reference_dir / f"{module}.py"
+        return self.student_dir / f"{module}.py"
+
+    def find_spec(self, fullname, path=None, target=None):
+        package, _, module = fullname.partition(".")
+        if package != "tinytorch" or not module or "." in module:
+            return None
+        source = self.source_for(module)
+        if not source.exists():
+            return None
+        return importlib.util.spec_from_file_location(fullname, source)
+
+
+_installed: TinytorchFinder | None = None
+
+
+def install(mode: str = "student", learner_katas=(), student_dir: Path | None = None) -> TinytorchFinder:
+    """Route `tinytorch.*` imports for this process. Call before anything imports tinytorch."""
+    global _installed
+    if mode not in MODES:
+        raise ImplementationError(f"unknown implementation {mode!r}; choose one of {', '.join(MODES)}")
+    reference_dir = manifest_module.REFERENCE_DIR
+    if mode != "student" and not reference_dir.is_dir():
+        raise ImplementationError(
+            f"--impl={mode} needs the reference implementation in {reference_dir}, "
+            "and this copy of the repository has none (it is a learner's copy without solutions)."
+        )
+    student_dir = Path(student_dir or os.environ.get("TINYTORCH_STUDENT_DIR") or manifest_module.STUDENT_DIR)
+    katas = manifest_module.load()
+    learner_modules = frozenset(katas.kata(k).module for k in learner_katas)
+    already = [name for name in sys.modules if name.startswith("tinytorch.")]
+    if already:
+        raise ImplementationError(f"tinytorch modules were imported before the implementation was chosen: {already}")
+    if _installed is not None:
+        sys.meta_path.remove(_installed)
+    _installed = TinytorchFinder(mode, learner_modules, student_dir, reference_dir)
+    sys.meta_path.insert(0, _installed)
+    root = str(manifest_module.ROOT)
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    return _installed
+
+
+def current() -> TinytorchFinder | None:
+    return _installed
+
+
+def mode_from_environment() -> str:
+    return os.environ.get("TINYTORCH_IMPL", "student").strip() or "student"
+
+
+def install_from_argv(argv: list[str] | None = None) -> TinytorchFinder:
+    """For runnable scripts: honour `--impl=reference`, `--scaffold` and TINYTORCH_IMPL.
+
+    The options are removed from `argv` so the script's own parser never sees them.
+    With `--scaffold` the katas the script names in `SCAFFOLD_KATAS` (or none) stay
+    the learner's.
+    """
+    argv = sys.argv if argv is None else argv
+    mode = mode_from_environment()
+    for arg in list(argv[1:]):
+        if arg.startswith("--impl="):
+            mode = arg.split("=", 1)[1]
+            argv.remove(arg)
+        elif arg == "--scaffold":
+            mode = "scaffold"
+            argv.remove(arg)
+    return install(mode)

@@ -1,0 +1,149 @@
+"""The ladder: each checkpoint's state, then the first red test in full, and little else.
+
+    01_tensor · Tensor                                  1/6 checkpoints
+      [x] creation       9/9
+      [>] arithmetic     3/10  next
+      [ ] shapes         0/8
+    ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.results import BROKEN, NOT_STARTED, PASSED, WRONG
+
+MILESTONES = "milestones"
+
+
+@dataclass
+class CheckpointState:
+    name: str
+    goal: str
+    hint: str
+    tests: list
+
+    @property
+    def passed(self) -> int:
+        return sum(t.outcome == PASSED for t in self.tests)
+
+    @property
+    def done(self) -> bool:
+        return bool(self.tests) and self.passed == len(self.tests)
+
+
+def checkpoint_states(results, manifest, group: str) -> list[CheckpointState]:
+    """Every checkpoint of `group` (a kata id or "milestones"), in order, with its tests."""
+    tests = results.for_group(group)
+    if group == MILESTONES:
+        entries = [(m.id, m.goal, m.hints[0]) for m in manifest.milestones]
+    else:
+        entries = [(c.name, c.goal, c.hints[0]) for c in manifest.by_id[group].checkpoints]
+    states = [CheckpointState(name, goal, hint, [t for t in tests if t.checkpoint == name])
+              for name, goal, hint in entries]
+    return [s for s in states if s.tests] if group == MILESTONES else states
+
+
+def first_red(states):
+    for state in states:
+        for test in state.tests:
+            if test.outcome != PASSED:
+                return state, test
+    return None, None
+
+
+def _title(manifest, group: str) -> str:
+    return "Milestones" if group == MILESTONES else f"{group} · {manifest.by_id[group].title}"
+
+
+def _short_name(nodeid: str) -> str:
+    return nodeid.split("::")[-1]
+
+
+def _state_word(test) -> str:
+    if test.outcome == NOT_STARTED and test.blocked_by:
+        return f"needs {test.blocked_by}"
+    return test.outcome
+
+
+def kata_lines(results, manifest, group: str, width: int = 72) -> list[str]:
+    states = checkpoint_states(results, manifest, group)
+    done = sum(s.done for s in states)
+    title = _title(manifest, group)
+    lines = [f"{title}{' ' * max(1, width - len(title) - 20)}{done}/{len(states)} checkpoints"]
+    if group in results.collection_errors:
+        lines.append("  BROKEN: the tests could not even be imported:")
+        lines.extend(f"    {line}" for line in results.collection_errors[group].splitlines()[:4])
+        return lines
+    next_marked = False
+    name_width = max((len(s.name) for s in states), default=8) + 2
+    for state in states:
+        count = f"{state.passed}/{len(state.tests)}"
+        if state.done:
+            mark, note = "[x]", ""
+        elif not next_marked:
+            mark, note, next_marked = "[>]", "  next", True
+        else:
+            mark, note = "[ ]", "" if state.passed == 0 else "  (some pass already)"
+        lines.append(f"  {mark} {state.name:<{name_width}}{count:>6}{note}")
+    return lines
+
+
+def first_failure_lines(results, manifest, group: str, mode: str) -> list[str]:
+    states = checkpoint_states(results, manifest, group)
+    state, test = first_red(states)
+    if test is None:
+        return []
+    where = f"{test.outcome}" + (f" at {test.location}" if test.location else "")
+    lines = [
+        "",
+        f"Next: {state.name} -- {state.goal}",
+        f"  {_short_name(test.nodeid)}",
+        f"  checks: {test.checks}",
+        f"  {where}",
+    ]
+    lines.extend(f"    {line}" for line in test.message.splitlines())
+    if test.blocked_by and mode != "reference":
+        module = manifest.by_id[test.blocked_by].module
+        lines += [
+            f"  This test stops in tinytorch/{module}.py, which belongs to kata {test.blocked_by} and is not finished.",
+            f"  Finish that kata first, or run this one on the reference's {module}: "
+            f"python -m pytest katas/{group} --scaffold",
+        ]
+    lines.append(f"  hint: {state.hint}")
+    rest = [t for t in state.tests if t.outcome != PASSED and t is not test]
+    if rest:
+        lines.append(f"Also red in {state.name}:")
+        shown = rest[:12]
+        lines.extend(f"  [{_state_word(t)}] {_short_name(t.nodeid)}: {t.checks}"[:110] for t in shown)
+        if len(rest) > len(shown):
+            lines.append(f"  ... and {len(rest) - len(shown)} more")
+    return lines
+
+
+def print_report(terminalreporter, results, manifest, mode: str, verbose: bool) -> None:
+    """Write the ladder at the end of a pytest run."""
+    write = terminalreporter.write_line
+    terminalreporter.section("tinytorch ladder", sep="=")
+    shown_first_failure = False
+    for group in results.groups:
+        if group not in results.collection_errors and not results.for_group(group):
+            continue
+        states = checkpoint_states(results, manifest, group)
+        all_done = states and all(s.done for s in states) and group not in results.collection_errors
+        lines = kata_lines(results, manifest, group)
+        if all_done or verbose:
+            lines = lines[:1] if all_done else lines
+        for line in lines:
+            write(line)
+        if not verbose and not shown_first_failure and not all_done:
+            for line in first_failure_lines(results, manifest, group, mode):
+                write(line)
+            shown_first_failure = any(t.outcome != PASSED for t in results.for_group(group))
+            if shown_first_failure:
+                write("")
+    if not verbose:
+        write("Plain pytest output, every traceback: add -v.  Everything at once: python scoreboard.py")
+
+
+STATES = (PASSED, NOT_STARTED, WRONG, BROKEN)

@@ -1,0 +1,249 @@
+"""The pytest plugin behind every kata run (loaded by the repository's conftest.py).
+
+It chooses the implementation (`--impl`, `--scaffold`), ties each kata test to
+its checkpoint, runs checkpoints in order, seeds randomness, keeps tests off the
+network, and replaces pytest's wall of tracebacks with the ladder report.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import implementation, ladder
+from harness import manifest as manifest_module
+from harness.results import PASSED, RunResults, TestResult, classify
+
+ROOT = manifest_module.ROOT
+MILESTONES = "milestones"
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("tinytorch", "TinyTorch katas")
+    group.addoption("--impl", choices=implementation.MODES, default=None,
+                    help="whose tinytorch to test: student (yours, the default), reference, or scaffold. "
+                         "The environment variable TINYTORCH_IMPL sets the default.")
+    group.addoption("--scaffold", action="store_true",
+                    help="your modules for the katas being run, the reference for every other module")
+    group.addoption("--results-json", default=None, metavar="PATH",
+                    help="also write every kata test's outcome to PATH as JSON (used by scoreboard.py)")
+
+
+def _kata_of_path(path: Path):
+    """The kata id, MILESTONES, or None for a path outside the katas."""
+    try:
+        parts = path.resolve().relative_to(manifest_module.KATAS_DIR).parts
+    except ValueError:
+        return None
+    if not parts:
+        return None
+    if parts[0] == MILESTONES:
+        return MILESTONES
+    return parts[0] if parts[0] in manifest_module.load().by_id else None
+
+
+def _requested_paths(config) -> list[Path]:
+    paths = []
+    for arg in config.args:
+        path = Path(config.invocation_params.dir, arg.split("::")[0])
+        paths.append(path.resolve())
+    return paths
+
+
+def _requested_katas(config) -> list[str]:
+    """The katas whose tests this run was asked for (every kata if none was named)."""
+    katas = manifest_module.load()
+    named = set()
+    for path in _requested_paths(config):
+        kata = _kata_of_path(path)
+        if kata and kata != MILESTONES:
+            named.add(kata)
+        elif path == ROOT or manifest_module.KATAS_DIR.is_relative_to(path) or path == manifest_module.KATAS_DIR:
+            return [k.id for k in katas.katas]
+    return [k.id for k in katas.katas if k.id in named]
+
+
+class KataSession:
+    """State for one pytest run: where each test belongs, and what happened to it."""
+
+    def __init__(self, config):
+        self.config = config
+        option = config.getoption("impl")
+        self.mode = "scaffold" if config.getoption("scaffold") else (option or implementation.mode_from_environment())
+        self.manifest = manifest_module.load()
+        self.learner_katas = _requested_katas(config) if self.mode == "scaffold" else []
+        self.results = RunResults(self.mode)
+        self.tests: dict[str, TestResult] = {}
+        self.ladder_mode = False
+
+    # -- collection ------------------------------------------------------------------
+
+    def place(self, item) -> tuple[str, str] | None:
+        group = _kata_of_path(Path(item.path))
+        if group is None:
+            return None
+        if group == MILESTONES:
+            milestone_id = Path(item.path).stem.removeprefix("test_")
+            known = {m.id for m in self.manifest.milestones}
+            if milestone_id not in known:
+                raise pytest.UsageError(f"{item.path}: no milestone {milestone_id!r} in katas/katas.toml")
+            return MILESTONES, milestone_id
+        kata = self.manifest.by_id[group]
+        marker = item.get_closest_marker("checkpoint")
+        if marker is None or len(marker.args) != 1:
+            raise pytest.UsageError(f"{item.nodeid}: every kata test needs @pytest.mark.checkpoint(\"<name>\") "
+                                    f"with one of {[c.name for c in kata.checkpoints]}")
+        kata.checkpoint(marker.args[0])  # raises, naming the known checkpoints, if unknown
+        return group, marker.args[0]
+
+    def order_key(self, item, index):
+        placed = self.tests.get(item.nodeid)
+        if placed is None:
+            return (2, 0, 0, index)
+        if placed.group == MILESTONES:
+            names = [m.id for m in self.manifest.milestones]
+            return (1, 0, names.index(placed.checkpoint), index)
+        kata = self.manifest.by_id[placed.group]
+        names = [c.name for c in kata.checkpoints]
+        return (0, kata.number, names.index(placed.checkpoint), index)
+
+
+_current: KataSession | None = None  # pytest_collectreport is not handed the config
+
+
+def pytest_configure(config):
+    global _current
+    session = _current = KataSession(config)
+    config.stash[SESSION] = session
+    try:
+        implementation.install(session.mode, session.learner_katas)
+    except implementation.ImplementationError as error:
+        raise pytest.UsageError(str(error)) from None
+    if config.getoption("verbose") <= 0 and _only_katas_requested(config) and session.mode != "reference":
+        session.ladder_mode = True
+        config.option.tbstyle = "no"
+
+
+SESSION = pytest.StashKey[KataSession]()
+
+
+def _only_katas_requested(config) -> bool:
+    paths = _requested_paths(config)
+    if not paths:  # the configured testpaths: katas, plus tests/ only for the reference
+        return True
+    return all(_kata_of_path(p) is not None or p == manifest_module.KATAS_DIR for p in paths)
+
+
+def pytest_report_header(config):
+    session = config.stash[SESSION]
+    if session.mode == "student":
+        return "tinytorch: student mode, every module is yours (tinytorch/)"
+    if session.mode == "reference":
+        return "tinytorch: reference mode, every module is the reference's (reference/tinytorch/)"
+    mine = ", ".join(f"tinytorch/{session.manifest.by_id[k].module}.py" for k in session.learner_katas) or "none"
+    return f"tinytorch: scaffold mode, yours: {mine}; every other module is the reference's"
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The repository's own tests (tests/) check the reference; learners' runs leave them out."""
+    session = config.stash[SESSION]
+    tests_dir = ROOT / "tests"
+    if Path(collection_path) != tests_dir or session.mode == "reference":
+        return None
+    explicitly = any(p.is_relative_to(tests_dir) for p in _requested_paths(config))
+    return None if explicitly else True
+
+
+def pytest_collection_modifyitems(session, config, items):
+    state = config.stash[SESSION]
+    for item in items:
+        placed = state.place(item)
+        if placed is None:
+            continue
+        group, checkpoint = placed
+        doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines() if getattr(item, "obj", None) else []
+        result = TestResult(item.nodeid, group, checkpoint, checks=doc[0] if doc else item.name)
+        state.tests[item.nodeid] = result
+        if group not in state.results.groups:
+            state.results.groups.append(group)
+        if item.get_closest_marker("budget"):
+            item.add_marker(pytest.mark.xdist_group("budgets"))  # one worker measures budgets, serially
+    positions = {id(item): index for index, item in enumerate(items)}
+    items.sort(key=lambda item: state.order_key(item, positions[id(item)]))
+    state.results.groups.sort(key=lambda g: (g == MILESTONES, g))
+
+
+def pytest_collectreport(report):
+    if not report.failed:
+        return
+    group = _kata_of_path(Path(str(report.fspath))) if report.fspath else None
+    if group is None:
+        return
+    if _current is not None:
+        _current.results.collection_errors.setdefault(group, _collection_error_text(report))
+
+
+def _collection_error_text(report) -> str:
+    text = report.longreprtext or ""
+    errors = [line[4:] for line in text.splitlines() if line.startswith("E   ")]
+    files = [line.strip() for line in text.splitlines() if line.strip().startswith("File ") or ".py:" in line]
+    where = next((f for f in reversed(files) if "tinytorch" in f), "")
+    summary = "\n".join(errors[-3:]) if errors else text.strip().splitlines()[-1] if text.strip() else "import failed"
+    return f"{summary}\n{where}".strip()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    state = item.config.stash[SESSION]
+    result = state.tests.get(item.nodeid)
+    if result is None:
+        return report
+    if report.when == "call" or report.failed:
+        result.duration += report.duration
+    if report.failed and result.outcome == PASSED and call.excinfo is not None:
+        outcome, message, location, blocked_by = classify(call.excinfo.value, result.group)
+        result.outcome, result.message, result.location, result.blocked_by = outcome, message, location, blocked_by
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _kata_isolation(request, monkeypatch):
+    """Seed every random generator and keep kata tests off the network."""
+    np.random.seed(0)
+    random.seed(0)
+    if _kata_of_path(Path(request.node.path)) is not None:
+        def refuse(*args, **kwargs):
+            raise RuntimeError("kata tests must not use the network")
+        monkeypatch.setattr(socket.socket, "connect", refuse)
+    yield
+
+
+def pytest_sessionfinish(session, exitstatus):
+    state = session.config.stash[SESSION]
+    for group in state.results.collection_errors:
+        if group not in state.results.groups:
+            state.results.groups.append(group)
+    state.results.tests = [state.tests[i.nodeid] for i in session.items if i.nodeid in state.tests]
+    path = session.config.getoption("results_json")
+    if path:
+        state.results.save(Path(path))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    state = config.stash[SESSION]
+    if state.results.groups:
+        ladder.print_report(terminalreporter, state.results, state.manifest, state.mode, verbose=not state.ladder_mode)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    state = session.config.stash[SESSION]
+    if state.ladder_mode:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.reportchars = ""  # the ladder replaces the short summary

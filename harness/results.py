@@ -1,0 +1,110 @@
+"""What happened to each kata test, in the learner's terms, and how to save it as JSON.
+
+A test is one of four things:
+
+- ``passed``
+- ``not started``: the code it runs raised NotImplementedError (a stub)
+- ``wrong``: the code ran and an assertion about its result failed
+- ``broken``: an unexpected exception, an import or syntax error, or a timeout
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from harness import manifest as manifest_module
+
+PASSED, NOT_STARTED, WRONG, BROKEN = "passed", "not started", "wrong", "broken"
+STUB_MESSAGE = re.compile(r"^(?P<kata>\d\d_\w+) · (?P<checkpoint>\w+): ")
+RESULTS_FORMAT = 1
+
+
+@dataclass
+class TestResult:
+    nodeid: str
+    group: str  # a kata id, or "milestones"
+    checkpoint: str
+    outcome: str = PASSED
+    checks: str = ""  # what the test checks: the first line of its docstring
+    message: str = ""  # the failure, trimmed: expected vs got, or the exception
+    location: str = ""  # where it failed: the learner's file and line, or the test's
+    blocked_by: str = ""  # a kata whose unfinished stub raised NotImplementedError
+    duration: float = 0.0
+
+
+@dataclass
+class RunResults:
+    impl: str
+    groups: list = field(default_factory=list)  # kata ids (and "milestones") in order
+    tests: list = field(default_factory=list)  # TestResult, in run order
+    collection_errors: dict = field(default_factory=dict)  # group -> message
+
+    def for_group(self, group: str) -> list:
+        return [t for t in self.tests if t.group == group]
+
+    def save(self, path: Path) -> None:
+        data = {"format": RESULTS_FORMAT, "impl": self.impl, "groups": self.groups,
+                "tests": [asdict(t) for t in self.tests], "collection_errors": self.collection_errors}
+        tmp = Path(f"{path}.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+        os.replace(tmp, path)  # never leave a half-written file behind
+
+    @classmethod
+    def load(cls, path: Path) -> "RunResults":
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        tests = [TestResult(**t) for t in data["tests"]]
+        return cls(data["impl"], data["groups"], tests, data["collection_errors"])
+
+
+def _is_learner_file(filename: str) -> bool:
+    path = Path(filename).resolve()
+    return any(path.is_relative_to(d) for d in (manifest_module.STUDENT_DIR, manifest_module.REFERENCE_DIR)) \
+        or os.environ.get("TINYTORCH_STUDENT_DIR", "\0") in filename
+
+
+def _relative(filename: str) -> str:
+    try:
+        return str(Path(filename).resolve().relative_to(manifest_module.ROOT))
+    except ValueError:
+        return filename
+
+
+def _innermost_location(exc: BaseException, prefer_learner: bool) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    if prefer_learner:
+        for frame in reversed(frames):
+            if _is_learner_file(frame.filename):
+                return f"{_relative(frame.filename)}:{frame.lineno} in {frame.name}"
+    for frame in reversed(frames):
+        if "/katas/" in frame.filename.replace(os.sep, "/"):
+            return f"{_relative(frame.filename)}:{frame.lineno} in {frame.name}"
+    if frames:
+        return f"{_relative(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}"
+    return ""
+
+
+def _trim(text: str, lines: int = 8, width: int = 160) -> str:
+    kept = [line[:width] for line in text.strip().splitlines()[:lines]]
+    return "\n".join(kept)
+
+
+def classify(exc: BaseException, group: str) -> tuple[str, str, str, str]:
+    """(outcome, message, location, blocked_by) for an exception raised by a kata test."""
+    name = type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, NotImplementedError):
+        stub = STUB_MESSAGE.match(text)
+        blocked_by = stub["kata"] if stub and stub["kata"] != group else ""
+        return NOT_STARTED, _trim(text, 3), _innermost_location(exc, True), blocked_by
+    if isinstance(exc, AssertionError):
+        return WRONG, _trim(text or "assertion failed"), _innermost_location(exc, False), ""
+    if name == "Failed":  # pytest.fail / pytest.raises(...) that saw no exception / a timeout
+        if text.startswith("Timeout"):
+            return BROKEN, f"timed out ({text}): an infinite loop, or far too slow", _innermost_location(exc, True), ""
+        return WRONG, _trim(text), _innermost_location(exc, False), ""
+    return BROKEN, _trim(f"{name}: {text}"), _innermost_location(exc, True), ""
