@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -9,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 KATAS_DIR = ROOT / "katas"
-MANIFEST_PATH = KATAS_DIR / "katas.toml"
+# TINYTORCH_MANIFEST points at another manifest: for drafting a new kata before it is listed.
+MANIFEST_PATH = Path(os.environ.get("TINYTORCH_MANIFEST") or KATAS_DIR / "katas.toml")
 STUDENT_DIR = ROOT / "tinytorch"
 REFERENCE_DIR = ROOT / "reference" / "tinytorch"
 

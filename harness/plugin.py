@@ -16,7 +16,7 @@ import pytest
 
 from harness import implementation, ladder
 from harness import manifest as manifest_module
-from harness.results import PASSED, RunResults, TestResult, classify
+from harness.results import BROKEN, NOT_RUN, PASSED, SKIPPED, RunResults, TestResult, classify
 
 ROOT = manifest_module.ROOT
 MILESTONES = "milestones"
@@ -199,15 +199,19 @@ def _collection_error_text(report) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
-    state = item.config.stash[SESSION]
-    result = state.tests.get(item.nodeid)
+    result = item.config.stash[SESSION].tests.get(item.nodeid)
     if result is None:
         return report
-    if report.when == "call" or report.failed:
-        result.duration += report.duration
-    if report.failed and result.outcome == PASSED and call.excinfo is not None:
-        outcome, message, location, blocked_by = classify(call.excinfo.value, result.group)
-        result.outcome, result.message, result.location, result.blocked_by = outcome, message, location, blocked_by
+    result.duration += report.duration
+    if report.skipped:
+        result.outcome, result.message = SKIPPED, str(getattr(call.excinfo, "value", ""))[:200]
+    elif report.failed and result.outcome in (NOT_RUN, PASSED):  # the first failure is the one to show
+        if call.excinfo is not None:
+            result.outcome, result.message, result.location, result.blocked_by = classify(call.excinfo.value, result.group)
+        else:
+            result.outcome, result.message = BROKEN, report.longreprtext[-500:]
+    elif report.when == "call" and report.passed and result.outcome == NOT_RUN:
+        result.outcome = PASSED
     return report
 
 

@@ -1,0 +1,199 @@
+"""The harness itself: manifest validation, stub generation, the implementation switch,
+outcome classification, budget helpers, and the ladder a learner sees."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from harness import budgets, stubs
+from harness import manifest as manifest_module
+from harness.results import BROKEN, NOT_STARTED, WRONG, classify
+from tests.contract import ROOT, child_environment, run_suite
+
+MANIFEST = manifest_module.load()
+
+# -- manifest ---------------------------------------------------------------------------------
+
+GOOD_KATA = """
+[[capability]]
+name = "Tensors"
+summary = "s"
+
+[[kata]]
+id = "01_tensor"
+title = "Tensor"
+module = "tensor"
+requires = []
+minutes = 10
+capability = "Tensors"
+
+[[kata.checkpoint]]
+name = "creation"
+goal = "g"
+hints = ["a", "b", "Lesson 01, section 'x'"]
+"""
+
+
+def test_manifest_parses_the_real_file_in_order():
+    ids = [k.id for k in MANIFEST.katas]
+    assert ids and ids == sorted(ids)
+    assert all(k.number == i for i, k in enumerate(MANIFEST.katas, start=1))
+
+
+def test_manifest_accepts_a_minimal_kata():
+    assert manifest_module.parse(GOOD_KATA).kata("1").module == "tensor"
+
+
+@pytest.mark.parametrize("change,message", [
+    (('id = "01_tensor"', 'id = "02_tensor"'), "in order"),
+    (('requires = []', 'requires = ["00_nothing"]'), "not an earlier kata"),
+    (('capability = "Tensors"\n\n[[kata.checkpoint]]', 'capability = "Magic"\n\n[[kata.checkpoint]]'), "unknown capability"),
+    (('hints = ["a", "b", "Lesson 01, section \'x\'"]', 'hints = ["a"]'), "three non-empty tiers"),
+    (('minutes = 10', 'minutes = "ten"'), "'minutes' should be int"),
+])
+def test_manifest_errors_name_the_entry_and_field(change, message):
+    with pytest.raises(manifest_module.ManifestError, match=message):
+        manifest_module.parse(GOOD_KATA.replace(*change))
+
+
+def test_kata_lookup_by_number_name_or_id():
+    first = MANIFEST.katas[0]
+    assert MANIFEST.kata("1") is first and MANIFEST.kata(first.id) is first
+    assert MANIFEST.kata(first.module) is first
+    with pytest.raises(KeyError, match="the katas are"):
+        MANIFEST.kata("99_nothing")
+
+
+# -- stub generator -----------------------------------------------------------------------------
+
+REFERENCE = '''"""Doc."""
+
+def double(x):
+    """Twice x."""
+    # BEGIN SOLUTION creation: return twice `x`
+    y = x * 2
+    return y
+    # END SOLUTION
+'''
+
+
+def test_stub_replaces_each_region_with_a_named_not_implemented_error():
+    stub = stubs.make_stub(REFERENCE, "tensor")
+    assert 'raise NotImplementedError("01_tensor · creation: return twice `x`")' in stub
+    assert "x * 2" not in stub and '"""Twice x."""' in stub and "def double(x):" in stub
+    namespace = {}
+    exec(compile(stub, "stub", "exec"), namespace)
+    with pytest.raises(NotImplementedError, match="01_tensor · creation"):
+        namespace["double"](3)
+
+
+@pytest.mark.parametrize("broken,message", [
+    (REFERENCE.replace("    # END SOLUTION\n", ""), "never closed"),
+    (REFERENCE.replace("# BEGIN SOLUTION creation: return twice `x`", "# BEGIN SOLUTION creation"), "write markers as"),
+    (REFERENCE.replace("creation:", "nosuchcheckpoint:"), "not one of kata 01_tensor's checkpoints"),
+    (REFERENCE + "# END SOLUTION\n", "END SOLUTION without a BEGIN"),
+])
+def test_malformed_regions_are_reported_with_file_and_line(broken, message):
+    with pytest.raises(stubs.RegionError, match=message):
+        stubs.make_stub(broken, "tensor")
+
+
+def test_reset_keeps_a_backup_and_asks_first(tmp_path, monkeypatch):
+    kata = MANIFEST.katas[0]
+    student = tmp_path / "tinytorch"
+    student.mkdir()
+    (student / f"{kata.module}.py").write_text("# my work\n")
+    monkeypatch.setattr(manifest_module, "STUDENT_DIR", student)
+    monkeypatch.setattr(stubs, "BACKUP_DIR", tmp_path / "backups")
+    monkeypatch.setattr(manifest_module, "ROOT", tmp_path)
+    said = []
+    assert stubs.reset_kata(kata.id, confirm=lambda _: "n", out=said.append) is None
+    assert (student / f"{kata.module}.py").read_text() == "# my work\n"
+    backup = stubs.reset_kata(kata.id, confirm=lambda _: "y", out=said.append)
+    assert backup.read_text() == "# my work\n"
+    assert "raise NotImplementedError" in (student / f"{kata.module}.py").read_text()
+
+
+# -- implementation switch ------------------------------------------------------------------------
+
+WHICH_FILES = "import tinytorch.tensor, tinytorch.activations; print(tinytorch.tensor.__file__); print(tinytorch.activations.__file__)"
+
+
+def _files_served(mode, learner_katas=""):
+    code = ("import sys; from harness import implementation; "
+            f"implementation.install({mode!r}, [k for k in {learner_katas!r}.split(',') if k]); " + WHICH_FILES)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=child_environment(), capture_output=True,
+                         text=True, check=True).stdout.split()
+    return [str(__import__("pathlib").Path(p).relative_to(ROOT)) for p in out]
+
+
+def test_student_mode_serves_the_learners_files():
+    assert _files_served("student") == ["tinytorch/tensor.py", "tinytorch/activations.py"]
+
+
+def test_reference_mode_serves_the_reference():
+    assert _files_served("reference") == ["reference/tinytorch/tensor.py", "reference/tinytorch/activations.py"]
+
+
+def test_scaffold_serves_the_kata_under_way_from_the_learner_and_the_rest_from_the_reference():
+    assert _files_served("scaffold", "02_activations") == ["reference/tinytorch/tensor.py", "tinytorch/activations.py"]
+
+
+def test_reference_mode_without_a_reference_says_so(tmp_path):
+    code = ("from harness import implementation, manifest; from pathlib import Path; "
+            f"manifest.REFERENCE_DIR = Path({str(tmp_path / 'none')!r}); implementation.install('reference')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode != 0 and "has none" in done.stderr
+
+
+# -- outcome classification -------------------------------------------------------------------------
+
+
+def _raised(error):
+    try:
+        raise error
+    except BaseException as caught:  # noqa: BLE001 - the point is to classify anything
+        return caught
+
+
+def test_a_stub_is_not_started_and_a_prerequisite_stub_says_which_kata():
+    outcome, message, _, blocked = classify(_raised(NotImplementedError("01_tensor · creation: x")), "01_tensor")
+    assert (outcome, blocked) == (NOT_STARTED, "")
+    outcome, _, _, blocked = classify(_raised(NotImplementedError("01_tensor · creation: x")), "03_autograd")
+    assert (outcome, blocked) == (NOT_STARTED, "01_tensor")
+
+
+def test_a_failed_assertion_is_wrong_and_an_exception_is_broken():
+    assert classify(_raised(AssertionError("expected 1, got 2")), "01_tensor")[0] == WRONG
+    outcome, message, _, _ = classify(_raised(ZeroDivisionError("division by zero")), "01_tensor")
+    assert outcome == BROKEN and "ZeroDivisionError" in message
+
+
+# -- budget helpers ------------------------------------------------------------------------------------
+
+
+def test_peak_bytes_sees_numpy_allocations():
+    peak, result = budgets.peak_bytes(lambda: np.ones(1_000_000))
+    assert 8_000_000 <= peak < 8_500_000 and result.size == 1_000_000
+
+
+def test_time_ratio_tells_a_slower_function_from_its_baseline():
+    data = np.ones(100_000)
+    ratio, _, _ = budgets.time_ratio(lambda: [data.sum() for _ in range(8)], lambda: data.sum(), rounds=3)
+    assert ratio > 3, ratio  # eight sums cost clearly more than one, whatever the noise
+
+
+def test_count_calls_counts_and_restores():
+    class Box:
+        @staticmethod
+        def f(x):
+            return x
+
+    with budgets.count_calls(Box, "f") as counter:
+        Box.f(1), Box.f(2)
+    assert counter.calls == 2 and Box.f(3) == 3 and not hasattr(Box.f, "calls")
