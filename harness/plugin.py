@@ -79,6 +79,7 @@ class KataSession:
         self.results = RunResults(self.mode)
         self.tests: dict[str, TestResult] = {}
         self.ladder_mode = False
+        self.collected_order: list[str] = []  # under pytest-xdist, the order the workers collected
 
     # -- collection ------------------------------------------------------------------
 
@@ -100,16 +101,39 @@ class KataSession:
         kata.checkpoint(marker.args[0])  # raises, naming the known checkpoints, if unknown
         return group, marker.args[0]
 
+    def position(self, group: str, checkpoint: str) -> tuple:
+        """Where a checkpoint sits in the run: katas in order, then milestones."""
+        if group == MILESTONES:
+            return (1, 0, [m.id for m in self.manifest.milestones].index(checkpoint))
+        kata = self.manifest.by_id[group]
+        return (0, kata.number, [c.name for c in kata.checkpoints].index(checkpoint))
+
     def order_key(self, item, index):
-        placed = self.tests.get(item.nodeid)
-        if placed is None:
-            return (2, 0, 0, index)
-        if placed.group == MILESTONES:
-            names = [m.id for m in self.manifest.milestones]
-            return (1, 0, names.index(placed.checkpoint), index)
-        kata = self.manifest.by_id[placed.group]
-        names = [c.name for c in kata.checkpoints]
-        return (0, kata.number, names.index(placed.checkpoint), index)
+        place = item.stash.get(PLACE, None)
+        return (*self.position(place["group"], place["checkpoint"]), index) if place else (2, 0, 0, index)
+
+    def note(self, nodeid: str, place: dict) -> TestResult:
+        if nodeid not in self.tests:
+            self.tests[nodeid] = TestResult(nodeid, place["group"], place["checkpoint"], checks=place["checks"])
+        return self.tests[nodeid]
+
+    def record(self, nodeid: str, verdict: dict, duration: float) -> None:
+        result = self.note(nodeid, verdict)
+        result.duration += duration
+        if result.outcome in (NOT_RUN, PASSED):  # the first failure (setup, call or teardown) is the one to show
+            for key in ("outcome", "message", "location", "blocked_by"):
+                if key in verdict:
+                    setattr(result, key, verdict[key])
+
+    def ordered_tests(self) -> list:
+        run_order = {nodeid: i for i, nodeid in enumerate(self.collected_order)}
+        tests = sorted(self.tests.values(), key=lambda t: run_order.get(t.nodeid, len(run_order)))
+        return sorted(tests, key=lambda t: self.position(t.group, t.checkpoint))  # stable: file order kept
+
+    def groups(self) -> list:
+        found = {t.group for t in self.tests.values()} | set(self.results.collection_errors)
+        order = [k.id for k in self.manifest.katas] + [MILESTONES]
+        return [g for g in order if g in found]
 
 
 _current: KataSession | None = None  # pytest_collectreport is not handed the config
@@ -129,6 +153,8 @@ def pytest_configure(config):
 
 
 SESSION = pytest.StashKey[KataSession]()
+PLACE = pytest.StashKey[dict]()  # an item's kata, checkpoint and what it checks
+VERDICT = "tinytorch"  # the user_properties key that carries a kata test's classified outcome
 
 
 def _only_katas_requested(config) -> bool:
@@ -165,25 +191,22 @@ def pytest_collection_modifyitems(session, config, items):
         if placed is None:
             continue
         group, checkpoint = placed
-        doc = (getattr(item, "obj", None).__doc__ or "").strip().splitlines() if getattr(item, "obj", None) else []
-        result = TestResult(item.nodeid, group, checkpoint, checks=doc[0] if doc else item.name)
-        state.tests[item.nodeid] = result
-        if group not in state.results.groups:
-            state.results.groups.append(group)
+        doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").strip().splitlines()
+        item.stash[PLACE] = {"group": group, "checkpoint": checkpoint, "checks": doc[0] if doc else item.name}
         if item.get_closest_marker("budget"):
             item.add_marker(pytest.mark.xdist_group("budgets"))  # one worker measures budgets, serially
     positions = {id(item): index for index, item in enumerate(items)}
     items.sort(key=lambda item: state.order_key(item, positions[id(item)]))
-    state.results.groups.sort(key=lambda g: (g == MILESTONES, g))
+    for item in items:  # announce every collected kata test, so one that never runs is "not run"
+        if PLACE in item.stash:
+            state.note(item.nodeid, item.stash[PLACE])
 
 
 def pytest_collectreport(report):
-    if not report.failed:
+    if not report.failed or not report.fspath or _current is None:
         return
-    group = _kata_of_path(Path(str(report.fspath))) if report.fspath else None
-    if group is None:
-        return
-    if _current is not None:
+    group = _kata_of_path(Path(str(report.fspath)))
+    if group is not None:
         _current.results.collection_errors.setdefault(group, _collection_error_text(report))
 
 
@@ -198,21 +221,43 @@ def _collection_error_text(report) -> str:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
+    """Classify a kata test's failure where the exception lives, and carry it on the report.
+
+    (Reports travel from pytest-xdist workers to the main process; exceptions do not.)
+    """
     report = yield
-    result = item.config.stash[SESSION].tests.get(item.nodeid)
-    if result is None:
+    place = item.stash.get(PLACE, None)
+    if place is None:
         return report
-    result.duration += report.duration
+    verdict = dict(place)
     if report.skipped:
-        result.outcome, result.message = SKIPPED, str(getattr(call.excinfo, "value", ""))[:200]
-    elif report.failed and result.outcome in (NOT_RUN, PASSED):  # the first failure is the one to show
+        verdict["outcome"] = SKIPPED
+    elif report.failed:
         if call.excinfo is not None:
-            result.outcome, result.message, result.location, result.blocked_by = classify(call.excinfo.value, result.group)
+            outcome, message, location, blocked_by = classify(call.excinfo.value, place["group"])
         else:
-            result.outcome, result.message = BROKEN, report.longreprtext[-500:]
-    elif report.when == "call" and report.passed and result.outcome == NOT_RUN:
-        result.outcome = PASSED
+            outcome, message, location, blocked_by = BROKEN, report.longreprtext[-500:], "", ""
+        verdict.update(outcome=outcome, message=message, location=location, blocked_by=blocked_by)
+    elif report.when == "call":
+        verdict["outcome"] = PASSED
+    else:
+        return report
+    report.user_properties.append((VERDICT, verdict))
     return report
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids):
+    if _current is not None and not _current.collected_order:
+        _current.collected_order = list(ids)
+
+
+def pytest_runtest_logreport(report):
+    if _current is None:
+        return
+    for key, verdict in report.user_properties:
+        if key == VERDICT:
+            _current.record(report.nodeid, verdict, report.duration)
 
 
 @pytest.fixture(autouse=True)
@@ -228,11 +273,11 @@ def _kata_isolation(request, monkeypatch):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: the main process reports
     state = session.config.stash[SESSION]
-    for group in state.results.collection_errors:
-        if group not in state.results.groups:
-            state.results.groups.append(group)
-    state.results.tests = [state.tests[i.nodeid] for i in session.items if i.nodeid in state.tests]
+    state.results.tests = state.ordered_tests()
+    state.results.groups = state.groups()
     path = session.config.getoption("results_json")
     if path:
         state.results.save(Path(path))
@@ -240,7 +285,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     state = config.stash[SESSION]
-    if state.results.groups:
+    if state.results.groups and not hasattr(config, "workerinput"):
         ladder.print_report(terminalreporter, state.results, state.manifest, state.mode, verbose=not state.ladder_mode)
 
 
