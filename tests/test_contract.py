@@ -258,6 +258,6 @@ def test_random_generators_are_seeded(path):
 
 def test_runs_write_nothing_inside_the_repository(pristine_runs, coverage_runs, repository_before):
     after = _snapshot(ROOT)
-    changed = sorted(path for path in set(before := repository_before) | set(after)
-                     if before.get(path) != after.get(path))
+    changed = sorted(path for path in set(repository_before) | set(after)
+                     if repository_before.get(path) != after.get(path))
     assert not changed, f"running the katas changed files in the repository: {changed[:10]}"

@@ -10,11 +10,15 @@ name with `Tensor.from_op`; kata 03 supplies the gradients.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tinytorch.tensor import Tensor
 
-GELU_SCALE = np.sqrt(2.0 / np.pi)  # the constant in GELU's tanh approximation
+# The constant in GELU's tanh approximation. A Python float, not np.sqrt(...): a numpy
+# float64 scalar would turn every float32 result into float64.
+GELU_SCALE = math.sqrt(2.0 / math.pi)
 
 
 def relu(x: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ gradients back to the parent's shape, so rules never have to.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
@@ -76,7 +77,11 @@ def topological_order(root: Tensor) -> list:
 
 
 def backward(root: Tensor, grad=None) -> None:
-    """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires grad."""
+    """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires grad.
+
+    The graph is let go of as the walk passes each node, so its activations can be
+    freed; a second backward() through the same graph is an error, as in PyTorch.
+    """
     raise NotImplementedError("03_autograd · engine: seed the gradient, walk the graph in reverse order calling each op's rule, accumulate into leaves")
 
 

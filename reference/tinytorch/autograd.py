@@ -23,6 +23,7 @@ gradients back to the parent's shape, so rules never have to.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import numpy as np
 
@@ -103,7 +104,11 @@ def topological_order(root: Tensor) -> list:
 
 
 def backward(root: Tensor, grad=None) -> None:
-    """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires grad."""
+    """Accumulate d(root)/d(leaf) into `.grad` of every leaf that requires grad.
+
+    The graph is let go of as the walk passes each node, so its activations can be
+    freed; a second backward() through the same graph is an error, as in PyTorch.
+    """
     # BEGIN SOLUTION engine: seed the gradient, walk the graph in reverse order calling each op's rule, accumulate into leaves
     if grad is None:
         if root.size != 1:
@@ -129,6 +134,10 @@ def backward(root: Tensor, grad=None) -> None:
             else:
                 node.grad += node_grad
             continue
+        if not node.parents:  # an op with no parents left: an earlier backward() freed them
+            raise RuntimeError(
+                f"backward(): the graph behind op {node.op!r} was freed by an earlier backward(); "
+                f"run the forward pass again to rebuild it")
         rule = BACKWARD_RULES.get(node.op)
         if rule is None:
             raise RuntimeError(f"backward(): no backward rule is registered for op {node.op!r}")
@@ -281,7 +290,7 @@ def mean_backward(out, grad):
 def max_backward(out, grad):
     # BEGIN SOLUTION shape_rules: send the gradient to the elements equal to the maximum (split evenly between ties)
     (a,) = out.parents
-    winners = a.data == _expand_reduced(out.data, out)
+    winners = (a.data == _expand_reduced(out.data, out)).astype(a.dtype)  # 1 at each maximum, else 0
     share = winners / winners.sum(axis=out.saved["axis"], keepdims=True)
     return (share * _expand_reduced(grad, out),)
     # END SOLUTION
@@ -326,7 +335,7 @@ def gelu_backward(out, grad):
     # BEGIN SOLUTION activation_rules: differentiate 0.5 x (1 + tanh(u)) with u = sqrt(2/pi) (x + 0.044715 x^3)
     (x,) = out.parents
     x = x.data
-    c = np.sqrt(2 / np.pi)
+    c = math.sqrt(2 / math.pi)  # a Python float: a numpy float64 would turn float32 gradients into float64
     t = np.tanh(c * (x + 0.044715 * x ** 3))
     du = c * (1 + 3 * 0.044715 * x ** 2)
     return (grad * (0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * du),)

@@ -283,8 +283,10 @@ class Tensor:
 def check_broadcast(op: str, a: Tensor, b: Tensor) -> None:
     """Raise a ValueError naming `op` and both shapes if they cannot broadcast."""
     # BEGIN SOLUTION arithmetic: raise ValueError naming the op and both shapes when they do not broadcast
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together") from None
+    # Line the shapes up from the right: each pair of sizes must be equal or contain a 1.
+    # zip stops at the shorter shape; its missing leading axes count as 1, which always fits.
+    for size_a, size_b in zip(reversed(a.shape), reversed(b.shape)):
+        if size_a != size_b and size_a != 1 and size_b != 1:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} cannot be broadcast together "
+                             f"(sizes {size_a} and {size_b} differ and neither is 1)")
     # END SOLUTION

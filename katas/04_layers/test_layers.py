@@ -1,0 +1,591 @@
+"""Kata 04 · Layers: the ordered suite. Run it with `python -m pytest katas/04_layers`."""
+
+import numpy as np
+import pytest
+
+from harness.budgets import assert_peak_bytes, assert_time_ratio
+from harness.checks import assert_close, assert_shape
+from tinytorch.activations import ReLU, Tanh
+from tinytorch.layers import Dropout, Linear, Module, Parameter, Sequential, kaiming_uniform
+from tinytorch.tensor import Tensor
+
+
+class Pair(Module):
+    """A module with two parameters, assigned weight first."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = Parameter(np.ones((2, 3)))
+        self.bias = Parameter(np.zeros(3))
+
+    def forward(self, x):
+        return x @ self.weight + self.bias
+
+
+class Encoder(Module):
+    """An own parameter, then a child module: scale, inner.weight, inner.bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = Parameter([2.0])
+        self.inner = Pair()
+        self.note = "not state"
+
+    def forward(self, x):
+        return self.inner(x) * self.scale
+
+
+class Stack(Module):
+    """Two Encoders: the parameter names go two levels deep."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = Encoder()
+        self.second = Encoder()
+
+
+def _mlp(rng, dropout=0.0):
+    return Sequential(Linear(4, 8, rng=rng), ReLU(), Dropout(dropout), Linear(8, 3, rng=rng))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.checkpoint("parameter")
+class TestParameter:
+    def test_parameter_is_a_tensor_that_requires_grad(self):
+        """Parameter([1, 2]) is a Tensor with requires_grad=True, no grad yet and no op (a leaf)."""
+        p = Parameter([1.0, 2.0])
+        assert isinstance(p, Tensor), "a Parameter must be a Tensor, so every op accepts it"
+        assert p.requires_grad is True, "a Parameter always requires grad: the model learns it"
+        assert p.grad is None and p.op is None, "a new Parameter is a leaf with no gradient yet"
+        assert_close(p, np.array([1.0, 2.0]), "Parameter([1, 2]) values")
+        assert repr(p).startswith("Parameter("), f"repr should say Parameter, got {repr(p)}"
+
+    def test_float32_by_default_dtype_when_given_and_from_a_tensor(self):
+        """Parameter(float64 data) stores float32; dtype=np.float64 is kept; Parameter(Tensor) takes its values."""
+        assert Parameter(np.zeros(3)).dtype == np.float32, "parameters are float32 unless told otherwise"
+        assert Parameter(np.zeros(3), dtype=np.float64).dtype == np.float64, "dtype=np.float64 was not kept"
+        p = Parameter(Tensor([[1.0, 2.0], [3.0, 4.0]]))
+        assert_shape(p, (2, 2), "Parameter(Tensor of shape (2, 2))")
+        assert_close(p, np.array([[1.0, 2.0], [3.0, 4.0]]), "Parameter(Tensor) values")
+
+    def test_backward_fills_the_parameter_grad(self):
+        """For p = [1, -2, 3], backward of sum(p * p) leaves p.grad = 2p."""
+        p = Parameter([1.0, -2.0, 3.0])
+        (p * p).sum().backward()
+        assert p.grad is not None, "backward() never reached the Parameter"
+        assert_close(p.grad, np.array([2.0, -4.0, 6.0]), "grad of sum(p * p)")
+
+
+@pytest.mark.checkpoint("module")
+class TestModule:
+    def test_assigning_parameters_registers_them_in_order(self):
+        """self.weight then self.bias: named_parameters() is [('weight', ...), ('bias', ...)], not alphabetical."""
+        pair = Pair()
+        names = [name for name, _ in pair.named_parameters()]
+        assert names == ["weight", "bias"], f"expected the assignment order ['weight', 'bias'], got {names}"
+        assert pair.named_parameters()[0][1] is pair.weight, "named_parameters() must hold the Parameter objects themselves"
+
+    def test_plain_attributes_are_not_registered(self):
+        """Numbers, strings, arrays and plain Tensors (even with requires_grad) are not parameters."""
+
+        class Mixed(Module):
+            def __init__(self):
+                super().__init__()
+                self.size = 3
+                self.table = np.ones(3)
+                self.constant = Tensor([1.0], requires_grad=True)
+                self.weight = Parameter([1.0])
+
+        mixed = Mixed()
+        names = [name for name, _ in mixed.named_parameters()]
+        assert names == ["weight"], f"only Parameters are registered; got {names}"
+        assert mixed.size == 3 and mixed.children() == [], "plain attributes stay plain attributes"
+
+    def test_child_parameters_have_dotted_names_depth_first(self):
+        """Own parameters first, then each child's, depth-first: scale, inner.weight, inner.bias."""
+        names = [name for name, _ in Encoder().named_parameters()]
+        assert names == ["scale", "inner.weight", "inner.bias"], f"got {names}"
+        names = [name for name, _ in Stack().named_parameters()]
+        expected = ["first.scale", "first.inner.weight", "first.inner.bias",
+                    "second.scale", "second.inner.weight", "second.inner.bias"]
+        assert names == expected, f"expected {expected}, got {names}"
+
+    def test_parameters_is_the_same_list_every_time(self):
+        """parameters() lists every nested Parameter, in the order of named_parameters(), on every call."""
+        stack = Stack()
+        params = stack.parameters()
+        assert len(params) == 6, f"expected 6 parameters (3 per Encoder), got {len(params)}"
+        assert all(a is b for a, b in zip(params, stack.parameters())), "two calls gave different orders"
+        assert all(a is b for a, (_, b) in zip(params, stack.named_parameters())), \
+            "parameters() must follow the order of named_parameters()"
+
+    def test_reassigning_keeps_position_and_none_unregisters(self):
+        """Replacing self.weight keeps its place in the order; setting self.bias = None removes it."""
+        pair = Pair()
+        new_weight = Parameter(np.zeros((2, 3)))
+        pair.weight = new_weight
+        assert [n for n, _ in pair.named_parameters()] == ["weight", "bias"], "a replaced parameter must keep its place"
+        assert pair.parameters()[0] is new_weight, "the replacement Parameter must be the one listed"
+        pair.bias = None
+        assert [n for n, _ in pair.named_parameters()] == ["weight"], "self.bias = None must unregister bias"
+        assert pair.bias is None
+
+    def test_shared_parameter_listed_once(self):
+        """A Parameter used by two children (weight tying) appears once in parameters() and num_parameters()."""
+        model = Stack()
+        model.second.inner.weight = model.first.inner.weight
+        params = model.parameters()
+        assert len(params) == 5, f"the tied weight must be listed once: expected 5 parameters, got {len(params)}"
+        assert model.num_parameters() == 1 + 6 + 3 + 1 + 3, f"got {model.num_parameters()}"
+
+    def test_children_and_modules(self):
+        """children() is the direct children; modules() is the module itself and every descendant, depth-first."""
+        stack = Stack()
+        assert stack.children() == [stack.first, stack.second], "children() must list first, second"
+        expected = [stack, stack.first, stack.first.inner, stack.second, stack.second.inner]
+        got = stack.modules()
+        assert len(got) == len(expected) and all(a is b for a, b in zip(got, expected)), \
+            f"modules() should be [Stack, Encoder, Pair, Encoder, Pair], got {[type(m).__name__ for m in got]}"
+        names = [name for name, _ in stack.named_modules()]
+        assert names == ["", "first", "first.inner", "second", "second.inner"], f"named_modules() names: {names}"
+
+    def test_train_and_eval_are_recursive_and_return_self(self):
+        """A new module is in training mode; eval() turns off every descendant, train() turns them back on."""
+        stack = Stack()
+        assert all(m.training for m in stack.modules()), "a new module starts in training mode"
+        assert stack.eval() is stack, "eval() returns the module, so model = Model().eval() works"
+        still = [name or "<root>" for name, m in stack.named_modules() if m.training]
+        assert not still, f"after eval() these are still training: {still}"
+        assert stack.train() is stack, "train() returns the module"
+        assert all(m.training for m in stack.modules()), "train() must reach every descendant"
+        stack.train(False)
+        assert not stack.first.inner.training, "train(False) is the same as eval()"
+
+    def test_zero_grad_clears_every_gradient(self):
+        """After a backward, zero_grad() sets .grad to None on every parameter, nested ones too."""
+        encoder = Encoder()
+        encoder(Tensor([[1.0, 2.0]])).sum().backward()
+        assert all(p.grad is not None for p in encoder.parameters()), "backward should reach every parameter"
+        encoder.zero_grad()
+        left = [name for name, p in encoder.named_parameters() if p.grad is not None]
+        assert not left, f"zero_grad() left gradients on {left}"
+
+    def test_num_parameters_and_parameter_bytes(self):
+        """Encoder has 1 + 6 + 3 = 10 parameters; in float32 they take 40 bytes."""
+        encoder = Encoder()
+        assert encoder.num_parameters() == 10, f"expected 10 numbers, got {encoder.num_parameters()}"
+        assert encoder.parameter_bytes() == 40, f"expected 40 bytes (4 per float32), got {encoder.parameter_bytes()}"
+
+
+@pytest.mark.checkpoint("init")
+class TestInit:
+    def test_shape_dtype_and_bounds(self):
+        """kaiming_uniform((256, 128), fan_in=256) is float32 and every value lies in [-sqrt(6/256), sqrt(6/256)]."""
+        w = kaiming_uniform((256, 128), fan_in=256, rng=np.random.default_rng(0))
+        assert isinstance(w, np.ndarray), f"expected a numpy array, got {type(w).__name__}"
+        assert_shape(w, (256, 128), "kaiming_uniform((256, 128), fan_in=256)")
+        assert w.dtype == np.float32, f"expected float32, got {w.dtype}"
+        bound = np.sqrt(6 / 256)
+        assert np.abs(w).max() <= bound, f"values must lie within +-{bound:.4f}; found {np.abs(w).max():.4f}"
+        assert np.abs(w).max() > 0.95 * bound, \
+            f"a uniform draw over +-{bound:.4f} should come close to the bound; the largest was {np.abs(w).max():.4f}"
+
+    def test_std_matches_sqrt_2_over_fan_in(self):
+        """For fan_in 1024 the weights' std is sqrt(2/1024) = 0.0442 (within 2%) and their mean is about 0."""
+        w = kaiming_uniform((1024, 512), fan_in=1024, rng=np.random.default_rng(1))
+        expected = np.sqrt(2 / 1024)
+        assert abs(w.std() - expected) < 0.02 * expected, \
+            f"std of the weights: expected sqrt(2 / fan_in) = {expected:.5f}, got {w.std():.5f}"
+        assert abs(w.mean()) < 0.01 * expected, f"the weights should be centred on 0; their mean is {w.mean():.5f}"
+
+    def test_std_scales_with_one_over_sqrt_fan_in(self):
+        """Four times the fan_in gives half the std: std(fan_in=256) / std(fan_in=1024) is about 2."""
+        rng = np.random.default_rng(2)
+        narrow = kaiming_uniform((256, 512), fan_in=256, rng=rng).std()
+        wide = kaiming_uniform((1024, 512), fan_in=1024, rng=rng).std()
+        assert abs(narrow / wide - 2.0) < 0.05, \
+            f"std(fan_in=256) / std(fan_in=1024) should be sqrt(1024/256) = 2; got {narrow:.5f} / {wide:.5f} = {narrow / wide:.3f}"
+
+    def test_activations_keep_their_scale_through_20_relu_layers(self):
+        """x -> relu(x @ W), 20 layers of width 256: the pre-activations' mean square stays within 8x of the first layer's."""
+        rng = np.random.default_rng(3)
+        x = rng.standard_normal((128, 256)).astype(np.float32)
+        scales = []
+        for _ in range(20):
+            pre = x @ kaiming_uniform((256, 256), fan_in=256, rng=rng)  # (128, 256)
+            scales.append(float(np.mean(pre ** 2)))
+            x = np.maximum(pre, 0)
+        ratio = scales[-1] / scales[0]
+        # A per-layer gain of 1/2 (std 1/sqrt(fan_in)) would give 2**-19, about 2e-6, here.
+        assert 1 / 8 < ratio < 8, (
+            f"mean square of the pre-activations: {scales[0]:.3g} at layer 1, {scales[-1]:.3g} at layer 20 "
+            f"(ratio {ratio:.3g}); with std sqrt(2/fan_in) it stays of order 1. Layer by layer: "
+            + ", ".join(f"{s:.3g}" for s in scales[:6]) + ", ...")
+
+    def test_rng_reproducible_and_global_rng_when_none(self):
+        """The same seeded rng gives the same weights; with rng=None, np.random.seed(7) makes the draw repeatable."""
+        a = kaiming_uniform((8, 4), fan_in=8, rng=np.random.default_rng(42))
+        b = kaiming_uniform((8, 4), fan_in=8, rng=np.random.default_rng(42))
+        assert_close(a, b, "two draws from default_rng(42)", rtol=0, atol=0)
+        np.random.seed(7)
+        first = kaiming_uniform((8, 4), fan_in=8)
+        second = kaiming_uniform((8, 4), fan_in=8)
+        np.random.seed(7)
+        again = kaiming_uniform((8, 4), fan_in=8)
+        assert not np.array_equal(first, second), "two draws in a row from the global RNG must differ"
+        assert_close(again, first, "rng=None after np.random.seed(7), twice: use np.random", rtol=0, atol=0)
+
+
+@pytest.mark.checkpoint("linear")
+class TestLinear:
+    def test_parameter_shapes_and_names(self):
+        """Linear(3, 5) has weight (3, 5) and bias (5,), both Parameters, named 'weight' then 'bias'."""
+        layer = Linear(3, 5)
+        assert isinstance(layer.weight, Parameter) and isinstance(layer.bias, Parameter), \
+            "weight and bias must be Parameters, so the Module registers them"
+        assert_shape(layer.weight, (3, 5), "Linear(3, 5).weight: (in_features, out_features)")
+        assert_shape(layer.bias, (5,), "Linear(3, 5).bias")
+        assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+        assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32, "parameters are float32"
+
+    def test_uses_kaiming_init_and_zero_bias(self):
+        """Linear(1024, 256): weight std is sqrt(2 / in_features) = 0.0442 (within 3%); bias starts at 0."""
+        layer = Linear(1024, 256, rng=np.random.default_rng(4))
+        expected = np.sqrt(2 / 1024)
+        got = float(layer.weight.data.std())
+        assert abs(got - expected) < 0.03 * expected, \
+            f"weight std: expected sqrt(2 / in_features) = {expected:.5f} (fan_in is in_features), got {got:.5f}"
+        assert_close(layer.bias, np.zeros(256), "the bias starts at zero")
+
+    def test_forward_is_x_at_weight_plus_bias(self):
+        """Linear(4, 3)(x) equals x @ weight + bias, with a nonzero bias."""
+        rng = np.random.default_rng(5)
+        layer = Linear(4, 3, rng=rng)
+        layer.bias.data[...] = [0.5, -1.0, 2.0]
+        x = rng.standard_normal((6, 4)).astype(np.float32)
+        out = layer(Tensor(x))
+        assert isinstance(out, Tensor), f"forward should return a Tensor, got {type(out).__name__}"
+        assert_close(out, x @ layer.weight.data + layer.bias.data, "Linear(4, 3)(x)")
+
+    def test_no_bias(self):
+        """Linear(4, 3, bias=False) has bias None, one parameter, and computes x @ weight."""
+        layer = Linear(4, 3, bias=False)
+        assert layer.bias is None, "bias=False: self.bias should be None"
+        assert [n for n, _ in layer.named_parameters()] == ["weight"]
+        x = np.random.default_rng(6).standard_normal((2, 4)).astype(np.float32)
+        assert_close(layer(Tensor(x)), x @ layer.weight.data, "Linear(4, 3, bias=False)(x)")
+
+    def test_leading_axes_and_single_sample(self):
+        """Inputs (2, 7, 4) give (2, 7, 3); a single sample (4,) gives (3,)."""
+        layer = Linear(4, 3)
+        x = np.random.default_rng(7).standard_normal((2, 7, 4)).astype(np.float32)
+        out = layer(Tensor(x))
+        assert_shape(out, (2, 7, 3), "Linear(4, 3) on (batch, time, 4)")
+        assert_close(out, x @ layer.weight.data + layer.bias.data, "Linear(4, 3) on (2, 7, 4)")
+        single = layer(Tensor(x[0, 0]))
+        assert_shape(single, (3,), "Linear(4, 3) on one sample of shape (4,)")
+        assert_close(single, x[0, 0] @ layer.weight.data + layer.bias.data, "Linear(4, 3) on one sample")
+
+    def test_wrong_input_width_is_a_clear_error(self):
+        """Linear(8, 2) on shape (4, 5) raises ValueError naming in_features 8 and the shape (4, 5)."""
+        layer = Linear(8, 2)
+        with pytest.raises(ValueError) as error:
+            layer(Tensor(np.zeros((4, 5))))
+        message = str(error.value)
+        assert "8" in message and "(4, 5)" in message, \
+            f"the message should name the expected in_features (8) and the shape got (4, 5); it was: {message}"
+
+    def test_backward_gives_the_matmul_gradients(self):
+        """For loss = sum(layer(x) * g): weight.grad = x^T g, bias.grad = sum of g over the batch, x.grad = g W^T."""
+        rng = np.random.default_rng(8)
+        layer = Linear(4, 3, rng=rng)
+        x = Tensor(rng.standard_normal((5, 4)).astype(np.float32), requires_grad=True)
+        g = rng.standard_normal((5, 3)).astype(np.float32)
+        (layer(x) * Tensor(g)).sum().backward()
+        assert layer.weight.grad is not None and layer.bias.grad is not None, "backward never reached the parameters"
+        assert_close(layer.weight.grad, x.data.T @ g, "weight.grad = x^T g", rtol=1e-4)
+        assert_close(layer.bias.grad, g.sum(axis=0), "bias.grad = g summed over the batch", rtol=1e-4)
+        assert_close(x.grad, g @ layer.weight.data.T, "x.grad = g W^T", rtol=1e-4)
+
+    def test_rng_makes_layers_reproducible(self):
+        """Linear(5, 4, rng=default_rng(9)) twice gives the same weight; without rng the global seed decides."""
+        a = Linear(5, 4, rng=np.random.default_rng(9))
+        b = Linear(5, 4, rng=np.random.default_rng(9))
+        assert_close(a.weight, b.weight, "two layers from default_rng(9)", rtol=0, atol=0)
+        np.random.seed(11)
+        c = Linear(5, 4)
+        np.random.seed(11)
+        d = Linear(5, 4)
+        assert_close(c.weight, d.weight, "two layers after np.random.seed(11)", rtol=0, atol=0)
+
+
+@pytest.mark.checkpoint("sequential")
+class TestSequential:
+    def test_runs_layers_in_order(self):
+        """Sequential(Linear, ReLU(), Linear)(x) equals applying the three by hand."""
+        rng = np.random.default_rng(10)
+        first, second = Linear(4, 8, rng=rng), Linear(8, 3, rng=rng)
+        first.bias.data[...] = rng.standard_normal(8)
+        model = Sequential(first, ReLU(), second)
+        x = rng.standard_normal((5, 4)).astype(np.float32)
+        hidden = np.maximum(x @ first.weight.data + first.bias.data, 0)
+        assert_close(model(Tensor(x)), hidden @ second.weight.data + second.bias.data, "Sequential(Linear, ReLU, Linear)(x)",
+                     rtol=1e-4)
+
+    def test_registers_modules_by_position(self):
+        """Sequential(Linear, ReLU(), Linear): parameters are named 0.weight, 0.bias, 2.weight, 2.bias."""
+        model = Sequential(Linear(4, 8), ReLU(), Linear(8, 3))
+        names = [name for name, _ in model.named_parameters()]
+        assert names == ["0.weight", "0.bias", "2.weight", "2.bias"], \
+            f"layers are named by their position (the ReLU at 1 has no parameters); got {names}"
+        assert len(model.children()) == 2, "only the two Linear layers are Modules"
+
+    def test_indexing_slicing_and_len(self):
+        """model[0] is the first layer, model[-1] the last, len(model) counts every layer, model[:2] is a Sequential."""
+        relu = ReLU()
+        first, last = Linear(2, 2), Linear(2, 1)
+        model = Sequential(first, relu, last)
+        assert len(model) == 3, f"len: expected 3 layers, got {len(model)}"
+        assert model[0] is first and model[1] is relu and model[-1] is last, "model[i] must return the layer itself"
+        head = model[:2]
+        assert isinstance(head, Sequential) and len(head) == 2 and head[0] is first, "model[:2] is a Sequential of two layers"
+
+    def test_accepts_plain_callables_and_rejects_the_rest(self):
+        """Plain functions run as layers; a non-callable such as a list raises TypeError."""
+        model = Sequential(lambda t: t * 2.0, Tanh())
+        assert_close(model(Tensor([0.5])), np.tanh([1.0]), "Sequential(double, Tanh())")
+        with pytest.raises(TypeError):
+            Sequential([Linear(2, 2), ReLU()])
+
+    def test_repr_shows_the_tree(self):
+        """repr(model) lists every layer under its name, nested ones indented: (0): Linear(in_features=4, ...)."""
+
+        class Net(Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = Sequential(Linear(4, 8), ReLU(), Dropout(0.5), Sequential(Linear(8, 3)))
+
+        text = repr(Net())
+        for part in ("Net(", "(layers): Sequential(", "(0): Linear(in_features=4, out_features=8, bias=True)",
+                     "(1): ReLU()", "(2): Dropout(p=0.5)", "      (0): Linear(in_features=8"):
+            assert part in text, f"repr(model) should contain {part!r}; it was:\n{text}"
+
+    def test_nested_names_and_backward_reach_every_parameter(self):
+        """A model holding self.layers = Sequential(...) names layers.0.weight; backward fills every grad."""
+
+        class Net(Module):
+            def __init__(self):
+                super().__init__()
+                self.layers = _mlp(np.random.default_rng(12))
+
+            def forward(self, x):
+                return self.layers(x)
+
+        net = Net()
+        names = [name for name, _ in net.named_parameters()]
+        assert names == ["layers.0.weight", "layers.0.bias", "layers.3.weight", "layers.3.bias"], f"got {names}"
+        net(Tensor(np.ones((2, 4)))).sum().backward()
+        for name, p in net.named_parameters():
+            assert p.grad is not None, f"backward never reached {name}"
+            assert_shape(p.grad, p.shape, f"{name}.grad")
+
+
+@pytest.mark.checkpoint("dropout")
+class TestDropout:
+    def test_invalid_p_is_rejected(self):
+        """Dropout(-0.1) and Dropout(1.5) raise ValueError: p is a probability."""
+        for p in (-0.1, 1.5):
+            with pytest.raises(ValueError):
+                Dropout(p)
+
+    def test_identity_in_eval_mode(self):
+        """After eval(), Dropout(0.5) returns its input unchanged."""
+        x = np.random.default_rng(13).standard_normal((64, 32)).astype(np.float32)
+        dropout = Dropout(0.5)
+        assert dropout.eval() is dropout
+        assert_close(dropout(Tensor(x)), x, "Dropout(0.5) in eval mode", rtol=0, atol=0)
+
+    def test_p_zero_is_identity_and_p_one_is_zeros(self):
+        """In training, Dropout(0) returns x and Dropout(1) returns zeros (no division by zero)."""
+        x = np.random.default_rng(14).standard_normal((16, 8)).astype(np.float32)
+        assert_close(Dropout(0.0)(Tensor(x)), x, "Dropout(0.0) in training", rtol=0, atol=0)
+        assert_close(Dropout(1.0)(Tensor(x)), np.zeros_like(x), "Dropout(1.0) in training", rtol=0, atol=0)
+
+    def test_kept_units_are_scaled_by_one_over_one_minus_p(self):
+        """In training, Dropout(0.25) outputs 0 or x / 0.75 for every element, and some of each."""
+        x = np.random.default_rng(15).uniform(1, 2, size=(50, 40)).astype(np.float32)
+        result = Dropout(0.25, rng=np.random.default_rng(16))(Tensor(x))
+        assert result.dtype == np.float32, f"dropout of a float32 input should stay float32, got {result.dtype}"
+        out = np.asarray(result.data)
+        dropped = out == 0
+        assert dropped.any() and not dropped.all(), "in training some units are dropped and some kept"
+        assert_close(out[~dropped], x[~dropped] / 0.75, "kept units: x / (1 - p) with p = 0.25 (inverted dropout)")
+
+    def test_drops_a_fraction_p(self):
+        """Dropout(0.3) on 100,000 units drops 30% of them, within 5 binomial standard deviations."""
+        n, p = 100_000, 0.3
+        out = Dropout(p, rng=np.random.default_rng(17))(Tensor(np.ones(n)))
+        fraction = float(np.mean(out.data == 0))
+        tolerance = 5 * np.sqrt(p * (1 - p) / n)
+        assert abs(fraction - p) < tolerance, \
+            f"p is the probability of DROPPING a unit: expected a fraction {p} +- {tolerance:.4f} zeros, got {fraction:.4f}"
+
+    def test_expected_value_is_preserved(self):
+        """The mean of Dropout(0.6) applied to 100,000 ones is 1, within 5 standard deviations of the mean."""
+        n, p = 100_000, 0.6
+        out = Dropout(p, rng=np.random.default_rng(18))(Tensor(np.ones(n)))
+        mean = float(np.mean(out.data))
+        tolerance = 5 * np.sqrt(p / (1 - p) / n)  # each output is 1/(1-p) with probability 1-p, else 0
+        assert abs(mean - 1.0) < tolerance, \
+            f"inverted dropout keeps the expected value: mean should be 1 +- {tolerance:.4f}, got {mean:.4f}"
+
+    def test_seeded_rng_repeats_and_each_call_draws_a_new_mask(self):
+        """Two Dropouts with default_rng(19) drop the same units; consecutive calls drop different ones."""
+        x = Tensor(np.ones((20, 20)))
+        a, b = Dropout(0.5, rng=np.random.default_rng(19)), Dropout(0.5, rng=np.random.default_rng(19))
+        first = np.asarray(a(x).data)
+        assert_close(b(x), first, "the same seed must give the same mask", rtol=0, atol=0)
+        assert not np.array_equal(np.asarray(a(x).data), first), "each call must draw a fresh mask"
+        np.random.seed(20)
+        c = np.asarray(Dropout(0.5)(x).data)
+        np.random.seed(20)
+        assert_close(Dropout(0.5)(x), c, "rng=None after np.random.seed(20), twice: use np.random", rtol=0, atol=0)
+
+    def test_gradient_flows_through_the_same_mask(self):
+        """backward of sum(dropout(x)) gives x.grad = 1/(1-p) where a unit was kept and 0 where it was dropped."""
+        x = Tensor(np.full((10, 10), 3.0), requires_grad=True)
+        out = Dropout(0.5, rng=np.random.default_rng(21))(x)
+        out.sum().backward()
+        assert x.grad is not None, "dropout must be built from recorded ops so the gradient reaches x"
+        assert_close(x.grad, out.data / 3.0, "x.grad: the mask (0 or 1/(1-p)) used in forward")
+
+    def test_model_eval_switches_dropout_off(self):
+        """A Sequential with Dropout(0.5) is random in training and deterministic after model.eval()."""
+        model = _mlp(np.random.default_rng(22), dropout=0.5)
+        x = Tensor(np.random.default_rng(23).standard_normal((32, 4)))
+        assert not np.array_equal(model(x).data, model(x).data), "in training two calls should differ"
+        model.eval()
+        assert_close(model(x), model(x), "two calls after model.eval()", rtol=0, atol=0)
+
+
+@pytest.mark.checkpoint("state_dict")
+class TestStateDict:
+    def test_keys_and_values(self):
+        """state_dict() of Sequential(Linear, ReLU(), Dropout, Linear) maps 0.weight ... 3.bias to arrays of their values."""
+        model = _mlp(np.random.default_rng(24))
+        state = model.state_dict()
+        assert list(state) == ["0.weight", "0.bias", "3.weight", "3.bias"], f"keys: got {list(state)}"
+        for name, p in model.named_parameters():
+            assert isinstance(state[name], np.ndarray), f"state[{name!r}] should be a numpy array"
+            assert_close(state[name], p.data, f"state[{name!r}]", rtol=0, atol=0)
+
+    def test_state_dict_is_a_snapshot(self):
+        """Changing a parameter after state_dict() leaves the snapshot as it was, and vice versa."""
+        layer = Linear(3, 2, rng=np.random.default_rng(25))
+        state = layer.state_dict()
+        before = layer.weight.data.copy()
+        layer.weight.data -= 1.0  # what an optimizer step does: update in place
+        assert_close(state["weight"], before, "the snapshot after the parameters changed (it must hold a copy)",
+                     rtol=0, atol=0)
+        state["bias"][...] = 7.0
+        assert_close(layer.bias, np.zeros(2), "the model after editing the snapshot", rtol=0, atol=0)
+
+    def test_load_copies_into_the_existing_parameters(self):
+        """load_state_dict() keeps the same Parameter objects and arrays, and later edits of the dict do not leak in."""
+        source = Linear(3, 2, rng=np.random.default_rng(26))
+        target = Linear(3, 2, rng=np.random.default_rng(27))
+        weight, weight_array = target.weight, target.weight.data
+        state = source.state_dict()
+        target.load_state_dict(state)
+        assert target.weight is weight and target.weight.data is weight_array, \
+            "load_state_dict must write into the existing arrays (optimizers hold references to them)"
+        assert_close(target.weight, source.weight, "target.weight after loading", rtol=0, atol=0)
+        state["weight"][...] = 0.0
+        assert_close(target.weight, source.weight, "target.weight after the loaded dict was edited", rtol=0, atol=0)
+
+    def test_round_trip_gives_the_same_outputs(self):
+        """A model loaded with another's state_dict computes exactly the same outputs."""
+        a, b = _mlp(np.random.default_rng(28)), _mlp(np.random.default_rng(29))
+        x = Tensor(np.random.default_rng(30).standard_normal((6, 4)))
+        b.load_state_dict(a.state_dict())
+        assert_close(b(x), a(x), "outputs after load_state_dict", rtol=0, atol=0)
+
+    def test_missing_key_is_an_error_and_nothing_changes(self):
+        """A state dict without '3.bias' raises KeyError naming it, and leaves the model untouched."""
+        model = _mlp(np.random.default_rng(31))
+        before = model.state_dict()
+        state = _mlp(np.random.default_rng(32)).state_dict()
+        del state["3.bias"]
+        with pytest.raises(KeyError, match=r"missing.*3\.bias"):
+            model.load_state_dict(state)
+        for name, p in model.named_parameters():
+            assert_close(p, before[name], f"{name} after a failed load (check everything before copying)",
+                         rtol=0, atol=0)
+
+    def test_unexpected_key_is_an_error(self):
+        """A state dict with an extra 'head.weight' raises KeyError naming it."""
+        state = Linear(3, 2).state_dict()
+        state["head.weight"] = np.zeros((2, 2))
+        with pytest.raises(KeyError, match=r"head\.weight"):
+            Linear(3, 2).load_state_dict(state)
+
+    def test_wrong_shape_names_key_and_both_shapes(self):
+        """Loading Linear(3, 2)'s state into Linear(4, 2) raises ValueError naming 'weight', (3, 2) and (4, 2)."""
+        with pytest.raises(ValueError) as error:
+            Linear(4, 2).load_state_dict(Linear(3, 2).state_dict())
+        message = str(error.value)
+        assert "weight" in message and "(3, 2)" in message and "(4, 2)" in message, \
+            f"the message should name the key 'weight' and both shapes (3, 2) and (4, 2); it was: {message}"
+
+
+@pytest.mark.checkpoint("optimize")
+class TestOptimize:
+    def test_parameter_bytes_of_a_512_by_512_linear(self):
+        """Linear(512, 512) holds 262,656 float32 parameters: 1,050,624 bytes, about 1.0 MiB, the sum of their nbytes."""
+        layer = Linear(512, 512)
+        assert layer.num_parameters() == 512 * 512 + 512, f"got {layer.num_parameters()}"
+        assert layer.parameter_bytes() == 4 * (512 * 512 + 512) == sum(p.nbytes for p in layer.parameters()), \
+            f"got {layer.parameter_bytes()} bytes"
+
+    @pytest.mark.budget
+    def test_forward_allocates_little_more_than_its_output(self):
+        """Linear(512, 512) forward on (256, 512) peaks under 3x the output's bytes (reference: 2x, x @ W then + b)."""
+        rng = np.random.default_rng(33)
+        layer = Linear(512, 512, rng=rng)
+        x = Tensor(rng.standard_normal((256, 512)).astype(np.float32))
+        layer(x)  # warm up
+        output_bytes = 256 * 512 * 4
+        out = assert_peak_bytes(lambda: layer(x), 3 * output_bytes,
+                                "Linear(512, 512) forward on a (256, 512) float32 batch (output 0.5 MiB)")
+        assert out.dtype == np.float32, f"the output should stay float32, got {out.dtype}"
+
+    @pytest.mark.budget
+    def test_forward_and_backward_within_budget_of_numpy(self):
+        """Linear(512, 512) forward + backward on (256, 512) takes at most 2.5x numpy's x@W+b, x^T g, g.sum(0), g W^T."""
+        rng = np.random.default_rng(34)
+        layer = Linear(512, 512, rng=rng)
+        x = Tensor(rng.standard_normal((256, 512)).astype(np.float32), requires_grad=True)
+        g = rng.standard_normal((256, 512)).astype(np.float32)
+        x_data, weight, bias = x.data, layer.weight.data, layer.bias.data
+
+        def candidate():
+            layer.zero_grad()
+            x.grad = None
+            layer(x).backward(g)
+
+        def baseline():
+            out = x_data @ weight + bias  # forward
+            return out, x_data.T @ g, g.sum(axis=0), g @ weight.T  # dW, db, dx
+
+        # Multi-threaded BLAS on a busy machine can stall one measurement; a slow
+        # implementation fails every attempt, a noisy moment only one.
+        for attempt in range(3):
+            try:
+                assert_time_ratio(candidate, baseline, budget=2.5,
+                                  what="Linear(512, 512) forward + backward vs the same math in numpy")
+                return
+            except AssertionError:
+                if attempt == 2:
+                    raise

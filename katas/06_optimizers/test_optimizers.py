@@ -1,0 +1,609 @@
+"""Kata 06 · Optimizers: SGD, momentum, Adam, AdamW, and what their state costs.
+
+Run `python -m pytest katas/06_optimizers` and fix the first red test.
+Exact steps are checked against values worked out by hand in float64: the
+arithmetic is in each test's comments, so you can redo it on paper.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from harness.budgets import assert_peak_bytes, assert_time_ratio
+from harness.checks import assert_close
+from tinytorch.optimizers import SGD, Adam, AdamW, Optimizer
+from tinytorch.tensor import Tensor
+
+EPS = 1e-8  # Adam's default eps
+
+
+def param(values, grad=None):
+    """A float64 parameter (exact arithmetic) with an optional gradient."""
+    p = Tensor(values, dtype=np.float64, requires_grad=True)
+    if grad is not None:
+        p.grad = np.array(grad, dtype=np.float64)
+    return p
+
+
+def assert_rejected(make, what):
+    """make() must raise ValueError."""
+    try:
+        make()
+    except ValueError:
+        return
+    raise AssertionError(f"{what}: expected a ValueError, but the optimizer was created")
+
+
+# -- base --------------------------------------------------------------------------------
+
+
+@pytest.mark.checkpoint("base")
+class TestBase:
+    def test_params_are_kept_as_a_list(self):
+        """Optimizer(a generator of tensors).params is a list of those same tensors."""
+        a, b = param([1.0]), param([2.0, 3.0])
+        optimizer = Optimizer(p for p in (a, b))
+        assert isinstance(optimizer.params, list), f"params should be a list, got {type(optimizer.params).__name__}"
+        assert len(optimizer.params) == 2 and optimizer.params[0] is a and optimizer.params[1] is b, (
+            "params should hold the very tensors passed in, in order (not copies)")
+
+    def test_empty_parameter_list_is_rejected(self):
+        """Optimizer([]) raises ValueError: there is nothing to optimize."""
+        with pytest.raises(ValueError, match="empty"):
+            Optimizer([])
+        with pytest.raises(ValueError, match="empty"):
+            Optimizer(iter([]))  # an empty generator is truthy: check the list
+
+    def test_non_tensor_parameter_is_rejected(self):
+        """A numpy array in the parameter list raises TypeError naming its position."""
+        with pytest.raises(TypeError, match="parameter 1"):
+            Optimizer([param([1.0]), np.zeros(3)])
+
+    def test_duplicate_parameter_is_rejected(self):
+        """The same tensor listed twice raises ValueError (it would be updated twice per step)."""
+        a = param([1.0])
+        with pytest.raises(ValueError, match="twice"):
+            Optimizer([a, param([2.0]), a])
+
+    def test_zero_grad_sets_every_grad_to_none(self):
+        """zero_grad() sets .grad of every parameter to None."""
+        a, b = param([1.0], grad=[0.5]), param([2.0], grad=[-1.0])
+        Optimizer([a, b]).zero_grad()
+        assert a.grad is None and b.grad is None, f"after zero_grad: grads {a.grad}, {b.grad}; expected None, None"
+
+
+# -- SGD ---------------------------------------------------------------------------------
+
+
+@pytest.mark.checkpoint("sgd")
+class TestSGD:
+    def test_one_step_is_p_minus_lr_times_grad(self):
+        """One SGD step: p - lr * g."""
+        # [1, 2, 3] - 0.1 * [0.5, -1, 2] = [0.95, 2.1, 2.8]
+        p = param([1.0, 2.0, 3.0], grad=[0.5, -1.0, 2.0])
+        SGD([p], lr=0.1).step()
+        assert_close(p.data, [0.95, 2.1, 2.8], "SGD(lr=0.1), p = [1, 2, 3], g = [0.5, -1, 2]", rtol=1e-12)
+
+    def test_update_is_in_place(self):
+        """step() writes into p.data: the same array object, the same dtype."""
+        p = Tensor(np.ones(4, dtype=np.float32), requires_grad=True)
+        p.grad = np.full(4, 2.0, dtype=np.float32)
+        data = p.data
+        SGD([p], lr=0.25).step()
+        assert p.data is data, "step() replaced p.data with a new array; update it in place with `p.data -= ...`"
+        assert p.dtype == np.float32, f"a float32 parameter became {p.dtype}"
+        assert_close(p.data, np.full(4, 0.5, dtype=np.float32), "SGD(lr=0.25), p = 1, g = 2")
+
+    def test_weight_decay_pulls_toward_zero(self):
+        """Weight decay adds weight_decay * p to the gradient."""
+        # g' = g + 0.1 p = [0 + 0.2, 0 - 0.4, 1 + 0.1] = [0.2, -0.4, 1.1]
+        # p - 0.5 g' = [2 - 0.1, -4 + 0.2, 1 - 0.55] = [1.9, -3.8, 0.45]
+        p = param([2.0, -4.0, 1.0], grad=[0.0, 0.0, 1.0])
+        SGD([p], lr=0.5, weight_decay=0.1).step()
+        assert_close(p.data, [1.9, -3.8, 0.45], "SGD(lr=0.5, weight_decay=0.1), p = [2, -4, 1], g = [0, 0, 1]",
+                     rtol=1e-12)
+
+    def test_parameter_without_grad_is_skipped(self):
+        """A parameter whose grad is None is left exactly as it was (not even decayed)."""
+        a, b = param([1.0, 1.0], grad=[1.0, 1.0]), param([3.0, -3.0])
+        SGD([a, b], lr=0.1, weight_decay=0.5).step()
+        assert_close(b.data, [3.0, -3.0], "parameter with grad None after a step", rtol=0, atol=0)
+        assert_close(a.data, [0.85, 0.85], "parameter with a gradient: 1 - 0.1 * (1 + 0.5 * 1)", rtol=1e-12)
+
+    def test_lr_is_read_at_every_step(self):
+        """Changing optimizer.lr between steps (an LR schedule) changes the next step."""
+        # 0 - 0.1 * 1 = -0.1, then -0.1 - 0.01 * 1 = -0.11
+        p = param([0.0], grad=[1.0])
+        optimizer = SGD([p], lr=0.1)
+        optimizer.step()
+        optimizer.lr = 0.01
+        optimizer.step()
+        assert_close(p.data, [-0.11], "two steps, lr 0.1 then 0.01, g = 1", rtol=1e-12)
+
+    def test_bad_hyperparameters_are_rejected(self):
+        """lr <= 0, momentum outside [0, 1), weight_decay < 0 and nesterov without momentum raise ValueError."""
+        p = param([1.0])
+        assert_rejected(lambda: SGD([p], lr=0.0), "SGD(lr=0)")
+        assert_rejected(lambda: SGD([p], lr=-0.1), "SGD(lr=-0.1)")
+        assert_rejected(lambda: SGD([p], lr=0.1, momentum=-0.5), "SGD(momentum=-0.5)")
+        assert_rejected(lambda: SGD([p], lr=0.1, momentum=1.0), "SGD(momentum=1.0)")
+        assert_rejected(lambda: SGD([p], lr=0.1, weight_decay=-1e-4), "SGD(weight_decay=-1e-4)")
+        assert_rejected(lambda: SGD([p], lr=0.1, nesterov=True), "SGD(nesterov=True) with momentum 0")
+
+    def test_trains_a_quadratic_with_autograd(self):
+        """zero_grad, backward, step: 100 steps fit x to a target, and x stays a leaf (no graph recorded)."""
+        target = np.array([1.0, -2.0, 3.0])
+        x = Tensor(np.zeros(3), dtype=np.float64, requires_grad=True)
+        optimizer = SGD([x], lr=0.1)
+        for _ in range(100):
+            optimizer.zero_grad()
+            loss = ((x - target) ** 2).sum()
+            loss.backward()
+            optimizer.step()
+        assert x.op is None and x.parents == () and x.requires_grad, (
+            "after step() x should still be a leaf that requires grad; did the update build a graph?")
+        assert_close(x.data, target, "x after 100 SGD steps on |x - target|^2", atol=1e-6)
+
+
+# -- momentum ----------------------------------------------------------------------------
+
+
+@pytest.mark.checkpoint("momentum")
+class TestMomentum:
+    def test_two_momentum_steps_by_hand(self):
+        """Momentum 0.9: v = 0.9 v + g, p -= lr v, worked out for two steps."""
+        # g = [1, -2] both steps, lr = 0.1, mu = 0.9, p0 = [1, 1]
+        # step 1: v = g = [1, -2];                      p = [1 - 0.1, 1 + 0.2]   = [0.9, 1.2]
+        # step 2: v = 0.9 [1, -2] + [1, -2] = [1.9, -3.8]; p = [0.9 - 0.19, 1.2 + 0.38] = [0.71, 1.58]
+        p = param([1.0, 1.0], grad=[1.0, -2.0])
+        optimizer = SGD([p], lr=0.1, momentum=0.9)
+        optimizer.step()
+        assert_close(p.data, [0.9, 1.2], "after step 1 (v = g: the first step is plain SGD)", rtol=1e-12)
+        optimizer.step()
+        assert_close(p.data, [0.71, 1.58], "after step 2 (v = 0.9 v + g = 1.9 g)", rtol=1e-12)
+
+    def test_nesterov_two_steps_by_hand(self):
+        """Nesterov: v = mu v + g, then p -= lr (g + mu v), worked out for two steps."""
+        # g = 1 both steps, lr = 0.1, mu = 0.9, p0 = 1
+        # step 1: v = 1;                 direction = 1 + 0.9 * 1   = 1.9;  p = 1 - 0.19     = 0.81
+        # step 2: v = 0.9 + 1 = 1.9;     direction = 1 + 0.9 * 1.9 = 2.71; p = 0.81 - 0.271 = 0.539
+        p = param([1.0], grad=[1.0])
+        optimizer = SGD([p], lr=0.1, momentum=0.9, nesterov=True)
+        optimizer.step()
+        assert_close(p.data, [0.81], "Nesterov after step 1", rtol=1e-12)
+        optimizer.step()
+        assert_close(p.data, [0.539], "Nesterov after step 2", rtol=1e-12)
+
+    def test_velocity_carries_on_after_the_gradient_turns(self):
+        """With momentum the parameter keeps moving the old way when a smaller gradient points back."""
+        # lr = 0.1, mu = 0.9, p0 = 0
+        # step 1: g = 1:    v = 1;              p = -0.1
+        # step 2: g = -0.5: v = 0.9 - 0.5 = 0.4; p = -0.1 - 0.04 = -0.14  (still moving down)
+        p = param([0.0], grad=[1.0])
+        optimizer = SGD([p], lr=0.1, momentum=0.9)
+        optimizer.step()
+        p.grad = np.array([-0.5])
+        optimizer.step()
+        assert_close(p.data, [-0.14], "momentum 0.9, g = 1 then -0.5", rtol=1e-12)
+
+    def test_momentum_with_weight_decay(self):
+        """Weight decay joins the gradient before it enters the velocity."""
+        # g = 0, wd = 0.1, mu = 0.5, lr = 1, p0 = 2
+        # step 1: g' = 0.2;  v = 0.2;               p = 2 - 0.2  = 1.8
+        # step 2: g' = 0.18; v = 0.1 + 0.18 = 0.28; p = 1.8 - 0.28 = 1.52
+        p = param([2.0], grad=[0.0])
+        optimizer = SGD([p], lr=1.0, momentum=0.5, weight_decay=0.1)
+        optimizer.step()
+        optimizer.step()
+        assert_close(p.data, [1.52], "two steps with momentum 0.5 and weight decay 0.1 on g = 0", rtol=1e-12)
+
+    def test_skipped_parameter_keeps_its_velocity(self):
+        """A step where grad is None neither moves the parameter nor decays its velocity."""
+        # lr = 0.1, mu = 0.9
+        # step 1: g = 1:    v = 1;               p = -0.1
+        # step 2: g = None: skipped;             p = -0.1   (v stays 1, not 0.9)
+        # step 3: g = 1:    v = 0.9 + 1 = 1.9;   p = -0.1 - 0.19 = -0.29
+        p = param([0.0], grad=[1.0])
+        optimizer = SGD([p], lr=0.1, momentum=0.9)
+        optimizer.step()
+        p.grad = None
+        optimizer.step()
+        assert_close(p.data, [-0.1], "after a step with grad None", rtol=1e-12)
+        p.grad = np.array([1.0])
+        optimizer.step()
+        assert_close(p.data, [-0.29], "after g = 1, None, 1 (the skipped step must not touch v)", rtol=1e-12)
+
+    def test_momentum_beats_plain_sgd_in_a_narrow_valley(self):
+        """On f = (x^2 + 100 y^2)/2, 200 steps with momentum 0.9 get far closer to 0 than plain SGD."""
+        # The gradient is (x, 100 y). lr = 0.015 is near the limit the steep y direction allows
+        # (lr < 2/100), so plain SGD crawls along x: |x| = 0.985^200 = 0.049. Momentum gathers
+        # speed along x and ends below 1e-3.
+        def run(momentum):
+            p = param([1.0, 1.0])
+            optimizer = SGD([p], lr=0.015, momentum=momentum)
+            for _ in range(200):
+                p.grad = np.array([1.0, 100.0]) * p.data
+                optimizer.step()
+            return float(np.linalg.norm(p.data))
+
+        plain, heavy = run(0.0), run(0.9)
+        assert plain > 1e-2, f"plain SGD should still be far from 0 after 200 steps, got distance {plain:.2e}"
+        assert heavy < 1e-3, f"SGD with momentum 0.9 should be within 1e-3 of 0, got distance {heavy:.2e}"
+
+
+# -- Adam --------------------------------------------------------------------------------
+
+
+@pytest.mark.checkpoint("adam")
+class TestAdam:
+    def test_first_step_moves_each_element_by_lr(self):
+        """Adam's first step is lr * g / (|g| + eps), about lr * sign(g), whatever the size of g."""
+        # t = 1: m = 0.1 g, v = 0.001 g^2; bias correction divides by 1 - 0.9 = 0.1 and 1 - 0.999 = 0.001:
+        # m_hat = g, v_hat = g^2, step = lr * g / (|g| + eps).
+        # Without bias correction the step would be lr * 0.1 g / (0.0316 |g|) = 3.16 lr sign(g).
+        g = np.array([0.5, -3.0, 1e-3, 100.0])
+        p = param(np.zeros(4), grad=g)
+        data = p.data
+        Adam([p], lr=0.01).step()
+        assert p.data is data, "step() replaced p.data with a new array; update it in place"
+        assert_close(p.data, -0.01 * g / (np.abs(g) + EPS), "Adam(lr=0.01) first step from 0", rtol=1e-12)
+
+    def test_constant_gradient_steps_by_lr_every_time(self):
+        """With a constant gradient, bias-corrected Adam steps by lr * g / (|g| + eps) every step."""
+        # g = 2: m_t = (1 - 0.9^t) * 2 and v_t = (1 - 0.999^t) * 4, so m_hat = 2 and v_hat = 4 for every t:
+        # each step is 0.1 * 2 / (2 + eps).
+        p = param([1.0], grad=[2.0])
+        optimizer = Adam([p], lr=0.1)
+        for t in range(1, 4):
+            optimizer.step()
+            assert_close(p.data, [1.0 - t * 0.1 * 2 / (2 + EPS)], f"after step {t} with g = 2", rtol=1e-12)
+
+    def test_two_steps_with_a_sign_flip_by_hand(self):
+        """Two Adam steps, g = 1 then g = -1, worked out by hand."""
+        # lr = 0.1, betas = (0.9, 0.999), p0 = 1
+        # step 1: m = 0.1, v = 0.001; m_hat = 1, v_hat = 1;  p1 = 1 - 0.1 / (1 + eps)
+        # step 2: m = 0.9 * 0.1 - 0.1 = -0.01;  v = 0.999 * 0.001 + 0.001 = 0.001999
+        #         m_hat = -0.01 / (1 - 0.81) = -0.0526315...;  v_hat = 0.001999 / (1 - 0.998001) = 1
+        #         p2 = p1 + 0.1 * 0.0526315... / (1 + eps)
+        p = param([1.0], grad=[1.0])
+        optimizer = Adam([p], lr=0.1)
+        optimizer.step()
+        p1 = 1 - 0.1 / (1 + EPS)
+        assert_close(p.data, [p1], "after step 1 (g = 1)", rtol=1e-12)
+        p.grad = np.array([-1.0])
+        optimizer.step()
+        assert_close(p.data, [p1 + 0.1 * (0.01 / 0.19) / (1 + EPS)], "after step 2 (g = -1)", rtol=1e-10)
+
+    def test_each_parameter_counts_its_own_steps(self):
+        """Every parameter's first update is lr * sign(g), even one that had no gradient until step 2."""
+        # a and b: g = 1 at both steps (constant: every step is lr / (1 + eps)).
+        # c: grad None at step 1 (skipped: no state, no step counted), g = 4 at step 2: its first step,
+        # so it moves by lr * 4 / (4 + eps). A step counter shared between parameters breaks all three.
+        lr = 0.1
+        a, b, c = param([0.0], grad=[1.0]), param([0.0], grad=[1.0]), param([5.0])
+        optimizer = Adam([a, b, c], lr=lr)
+        optimizer.step()
+        assert_close(a.data, [-lr / (1 + EPS)], "a after step 1", rtol=1e-12)
+        assert_close(b.data, [-lr / (1 + EPS)], "b after step 1 (b's own first step)", rtol=1e-12)
+        assert_close(c.data, [5.0], "c after step 1, where c.grad is None", rtol=0, atol=0)
+        c.grad = np.array([4.0])
+        optimizer.step()
+        assert_close(a.data, [-2 * lr / (1 + EPS)], "a after step 2", rtol=1e-12)
+        assert_close(c.data, [5.0 - lr * 4 / (4 + EPS)], "c after step 2 (its first update: t = 1)", rtol=1e-12)
+
+    def test_weight_decay_is_added_to_the_gradient(self):
+        """Adam's weight_decay is L2: g' = g + wd * p goes through the adaptive scaling like any gradient."""
+        # lr = 0.1, wd = 0.5, p0 = 2: g' = g + 1.
+        # g = 3: g' = 4, first step 0.1 * 4 / (4 + eps): the decay vanished into the normalisation.
+        # g = 0: g' = 1, first step 0.1 * 1 / (1 + eps): the decay alone moves p by lr.
+        p, q = param([2.0], grad=[3.0]), param([2.0], grad=[0.0])
+        Adam([p, q], lr=0.1, weight_decay=0.5).step()
+        assert_close(p.data, [2 - 0.1 * 4 / (4 + EPS)], "Adam(wd=0.5): p = 2, g = 3", rtol=1e-12)
+        assert_close(q.data, [2 - 0.1 * 1 / (1 + EPS)], "Adam(wd=0.5): p = 2, g = 0", rtol=1e-12)
+
+    def test_bad_hyperparameters_are_rejected(self):
+        """lr <= 0, a beta outside [0, 1), eps < 0 and weight_decay < 0 raise ValueError."""
+        p = param([1.0])
+        assert_rejected(lambda: Adam([p], lr=0.0), "Adam(lr=0)")
+        assert_rejected(lambda: Adam([p], betas=(1.0, 0.999)), "Adam(betas=(1.0, 0.999))")
+        assert_rejected(lambda: Adam([p], betas=(0.9, -0.1)), "Adam(betas=(0.9, -0.1))")
+        assert_rejected(lambda: Adam([p], eps=-1e-8), "Adam(eps=-1e-8)")
+        assert_rejected(lambda: Adam([p], weight_decay=-0.01), "Adam(weight_decay=-0.01)")
+
+    def test_solves_the_rosenbrock_valley(self):
+        """Adam(lr=0.02) takes (-1.5, 2) to within 1e-2 of the minimum (1, 1) of Rosenbrock's function in 3000 steps."""
+        # f(x, y) = (1 - x)^2 + 100 (y - x^2)^2: a curved, flat-bottomed valley.
+        # df/dx = -2 (1 - x) - 400 x (y - x^2),  df/dy = 200 (y - x^2).
+        p = param([-1.5, 2.0])
+        optimizer = Adam([p], lr=0.02)
+        for _ in range(3000):
+            x, y = p.data
+            p.grad = np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
+            optimizer.step()
+        assert_close(p.data, [1.0, 1.0], "Adam on Rosenbrock after 3000 steps", rtol=0, atol=1e-2)
+
+
+# -- AdamW -------------------------------------------------------------------------------
+
+
+@pytest.mark.checkpoint("adamw")
+class TestAdamW:
+    def test_decay_is_decoupled_from_the_adaptive_scaling(self):
+        """AdamW shrinks p by (1 - lr * wd) and then takes the Adam step of the raw gradient."""
+        # lr = 0.1, wd = 0.5, p0 = 2, g = 3:
+        # AdamW: p = 2 * (1 - 0.05) - 0.1 * 3 / (3 + eps) = 1.9 - 0.1 = 1.8
+        # (Adam with L2 gives 2 - 0.1 * 4 / (4 + eps) = 1.9: the decay there is normalised away.)
+        p = param([2.0], grad=[3.0])
+        data = p.data
+        AdamW([p], lr=0.1, weight_decay=0.5).step()
+        assert p.data is data, "the decay replaced p.data with a new array; scale it in place with `*=`"
+        assert_close(p.data, [2 * (1 - 0.05) - 0.1 * 3 / (3 + EPS)], "AdamW(lr=0.1, wd=0.5): p = 2, g = 3",
+                     rtol=1e-12)
+
+    def test_zero_gradient_decays_geometrically(self):
+        """With g = 0 every AdamW step multiplies p by (1 - lr * wd), with the lr of that step."""
+        # m = v = 0, so the Adam part is 0 / (0 + eps) = 0. lr = 0.1, wd = 0.2: 10 steps of x0.98,
+        # then lr = 0.05: 10 steps of x0.99.
+        p = param([1.0, -3.0], grad=[0.0, 0.0])
+        optimizer = AdamW([p], lr=0.1, weight_decay=0.2)
+        for _ in range(10):
+            optimizer.step()
+        assert_close(p.data, np.array([1.0, -3.0]) * 0.98 ** 10, "10 steps of pure decay, lr 0.1, wd 0.2",
+                     rtol=1e-12)
+        optimizer.lr = 0.05
+        for _ in range(10):
+            optimizer.step()
+        assert_close(p.data, np.array([1.0, -3.0]) * 0.98 ** 10 * 0.99 ** 10, "then 10 more with lr 0.05",
+                     rtol=1e-12)
+
+    def test_defaults_decay_by_one_in_a_hundred_thousand(self):
+        """AdamW(params) uses lr 1e-3 and weight_decay 0.01: a step with g = 0 multiplies p by 1 - 1e-5."""
+        p = param([4.0], grad=[0.0])
+        AdamW([p]).step()
+        assert_close(p.data, [4.0 * (1 - 1e-5)], "one default AdamW step with g = 0", rtol=1e-12)
+
+    def test_parameter_without_grad_is_not_decayed(self):
+        """A parameter whose grad is None is neither decayed nor stepped."""
+        a, b = param([1.0], grad=[1.0]), param([3.0])
+        AdamW([a, b], lr=0.1, weight_decay=0.5).step()
+        assert_close(b.data, [3.0], "AdamW: parameter with grad None", rtol=0, atol=0)
+
+
+# -- state memory ------------------------------------------------------------------------
+
+
+def float32_params(*shapes, seed=0):
+    rng = np.random.default_rng(seed)
+    params = [Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True) for shape in shapes]
+    for p in params:
+        p.grad = rng.standard_normal(p.shape).astype(np.float32)
+    return params
+
+
+@pytest.mark.checkpoint("state_memory")
+class TestStateMemory:
+    def test_plain_sgd_holds_no_state(self):
+        """SGD without momentum keeps nothing between steps: state_bytes() == 0."""
+        params = float32_params((100, 10), (10,))
+        optimizer = SGD(params, lr=0.1)
+        for _ in range(3):
+            optimizer.step()
+        assert optimizer.state_bytes() == 0, f"plain SGD: state_bytes() = {optimizer.state_bytes()}, expected 0"
+
+    def test_momentum_holds_one_buffer_per_parameter(self):
+        """SGD with momentum holds one velocity per parameter: exactly the parameters' bytes, from the first step on."""
+        params = float32_params((100, 10), (10,), (3, 4, 5))
+        weights = sum(p.nbytes for p in params)  # 4 bytes x 1070 elements = 4280
+        optimizer = SGD(params, lr=0.1, momentum=0.9)
+        assert optimizer.state_bytes() == 0, "no state should exist before the first step"
+        for _ in range(3):
+            optimizer.step()
+        assert optimizer.state_bytes() == weights, (
+            f"SGD with momentum: state_bytes() = {optimizer.state_bytes()}, expected {weights} (1x the parameters)")
+
+    def test_adam_holds_two_buffers_per_parameter(self):
+        """Adam holds m and v for every parameter: exactly 2x the parameters' bytes, step after step."""
+        params = float32_params((100, 10), (10,), (3, 4, 5))
+        weights = sum(p.nbytes for p in params)
+        optimizer = Adam(params)
+        for step in range(1, 4):
+            optimizer.step()
+            assert optimizer.state_bytes() == 2 * weights, (
+                f"Adam after step {step}: state_bytes() = {optimizer.state_bytes()}, expected {2 * weights} "
+                f"(2x the {weights} bytes of float32 parameters)")
+
+    def test_parameter_never_updated_holds_no_state(self):
+        """A parameter whose grad is None gets no buffers: Adam's state counts only the parameters it updated."""
+        a, b = float32_params((50,), (1000,))
+        b.grad = None
+        optimizer = Adam([a, b])
+        optimizer.step()
+        assert optimizer.state_bytes() == 2 * a.nbytes, (
+            f"state_bytes() = {optimizer.state_bytes()}, expected {2 * a.nbytes}: m and v of the 50-element "
+            "parameter only")
+
+
+# -- state_dict --------------------------------------------------------------------------
+
+
+def run_steps(optimizer, params, grads):
+    """Give each parameter its gradient (None skips it) and step, once per entry of `grads`."""
+    for step_grads in grads:
+        for p, g in zip(params, step_grads):
+            p.grad = g
+        optimizer.step()
+
+
+def gradient_sequence(shapes, steps, seed):
+    """Seeded float32 gradients; the last parameter has no gradient at the first step."""
+    rng = np.random.default_rng(seed)
+    sequence = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(steps)]
+    sequence[0][-1] = None
+    return sequence
+
+
+MAKERS = {
+    "SGD": lambda params: SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "Adam": lambda params: Adam(params, lr=0.01, weight_decay=1e-3),
+    "AdamW": lambda params: AdamW(params, lr=0.01, betas=(0.8, 0.99)),
+}
+
+
+@pytest.mark.checkpoint("state_dict")
+class TestStateDict:
+    def test_state_dict_is_a_flat_dict_of_arrays_that_savez_can_store(self, tmp_path):
+        """state_dict() maps str -> numpy array (step, moments, hyper-parameters) and survives np.savez."""
+        params = float32_params((4, 3), (3,))
+        optimizer = Adam(params, lr=0.01)
+        optimizer.step()
+        state = optimizer.state_dict()
+        assert isinstance(state, dict), f"state_dict() should return a dict, got {type(state).__name__}"
+        for key, value in state.items():
+            assert isinstance(key, str) and isinstance(value, np.ndarray), (
+                f"entry {key!r} is a {type(value).__name__}; every value should be a numpy array")
+        for key in ("lr", "exp_avg.0", "exp_avg_sq.1"):
+            assert key in state, f"state_dict() has no {key!r}; keys: {sorted(state)}"
+        np.savez(tmp_path / "optimizer.npz", **state)
+        with np.load(tmp_path / "optimizer.npz", allow_pickle=False) as saved:
+            assert sorted(saved.files) == sorted(state), "np.savez lost or renamed entries"
+
+    @pytest.mark.parametrize("kind", sorted(MAKERS))
+    def test_resumed_run_is_bit_identical(self, kind, tmp_path):
+        """Save after 3 steps (np.savez), load into a fresh optimizer: the next 3 steps match an uninterrupted run bit for bit."""
+        shapes = [(5, 4), (4,), (3,)]
+        grads = gradient_sequence(shapes, 6, seed=6)
+        params = float32_params(*shapes, seed=1)
+        optimizer = MAKERS[kind](params)
+        run_steps(optimizer, params, grads[:3])
+        optimizer.lr *= 0.5  # a schedule changed lr: the saved state must carry it
+        np.savez(tmp_path / "optimizer.npz", **optimizer.state_dict())
+        saved_params = [p.data.copy() for p in params]
+        run_steps(optimizer, params, grads[3:])
+
+        resumed_params = [Tensor(data, requires_grad=True) for data in saved_params]
+        resumed = MAKERS[kind](resumed_params)
+        with np.load(tmp_path / "optimizer.npz", allow_pickle=False) as saved:
+            resumed.load_state_dict(saved)
+        run_steps(resumed, resumed_params, grads[3:])
+        for index, (p, q) in enumerate(zip(params, resumed_params)):
+            assert np.array_equal(p.data, q.data), (
+                f"{kind}: parameter {index} after resuming differs from the uninterrupted run by up to "
+                f"{np.max(np.abs(p.data - q.data)):.3g}; some state (a buffer, a step count, lr) was not restored")
+
+    def test_state_dict_holds_copies(self):
+        """The dict state_dict() returns does not change when the optimizer steps again."""
+        params = float32_params((6,), (2, 2))
+        optimizer = Adam(params, lr=0.01)
+        optimizer.step()
+        state = optimizer.state_dict()
+        snapshot = {key: value.copy() for key, value in state.items()}
+        optimizer.step()
+        for key, value in state.items():
+            assert np.array_equal(value, snapshot[key]), (
+                f"state_dict()[{key!r}] changed when the optimizer stepped: it is the live buffer, not a copy")
+
+    def test_load_state_dict_keeps_its_own_copies(self):
+        """Stepping after load_state_dict(state) leaves `state` unchanged."""
+        params = float32_params((6,))
+        optimizer = SGD(params, lr=0.1, momentum=0.9)
+        optimizer.step()
+        state = optimizer.state_dict()
+        snapshot = {key: value.copy() for key, value in state.items()}
+        optimizer.load_state_dict(state)
+        optimizer.step()
+        for key, value in state.items():
+            assert np.array_equal(value, snapshot[key]), (
+                f"the loaded dict's {key!r} changed on the next step: load_state_dict kept the array, not a copy")
+
+    def test_loading_restores_exactly_even_an_empty_state(self):
+        """Loading the state of an optimizer that never stepped wipes the buffers: the next step is a first step."""
+        p = param([0.0], grad=[1.0])
+        optimizer = Adam([p], lr=0.1)
+        fresh = optimizer.state_dict()
+        for _ in range(3):
+            optimizer.step()
+        optimizer.load_state_dict(fresh)
+        assert optimizer.state_bytes() == 0, f"after loading an empty state, state_bytes() = {optimizer.state_bytes()}"
+        p.data[...] = 0.0
+        p.grad = np.array([-2.0])
+        optimizer.step()  # t = 1 again: m_hat = g, v_hat = g^2
+        assert_close(p.data, [0.1 * 2 / (2 + EPS)], "first step after loading a fresh state, g = -2", rtol=1e-12)
+
+    def test_load_rejects_a_different_number_of_parameters(self):
+        """Loading the state of 2 parameters into an optimizer of 3 raises ValueError naming both counts."""
+        state = Adam(float32_params((3,), (3,))).state_dict()
+        with pytest.raises(ValueError, match="2.*3"):
+            Adam(float32_params((3,), (3,), (3,))).load_state_dict(state)
+
+    def test_load_rejects_a_different_shape(self):
+        """Loading buffers of shape (3,) into an optimizer whose parameter has shape (4,) raises ValueError."""
+        optimizer = Adam(float32_params((3,)))
+        optimizer.step()
+        with pytest.raises(ValueError, match=r"\(3,\)"):
+            Adam(float32_params((4,))).load_state_dict(optimizer.state_dict())
+
+    def test_load_rejects_another_optimizer_state(self):
+        """Loading an SGD state into Adam raises ValueError naming SGD."""
+        state = SGD(float32_params((3,)), lr=0.1).state_dict()
+        with pytest.raises(ValueError, match="SGD"):
+            Adam(float32_params((3,))).load_state_dict(state)
+
+
+# -- optimize ----------------------------------------------------------------------------
+
+MILLION = [(250_000,)] * 4  # a million float32 parameters in four tensors: 4 MB of weights
+
+
+def numpy_adam(params, grads, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+    """The baseline: Adam written directly in numpy, in place, with one preallocated scratch array."""
+    moments = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
+    scratch = np.empty_like(params[0])
+    steps = [0]
+
+    def step():
+        steps[0] += 1
+        bias1, bias2 = 1 - beta1 ** steps[0], 1 - beta2 ** steps[0]
+        for p, g, (m, v) in zip(params, grads, moments):
+            m *= beta1
+            m += np.multiply(g, 1 - beta1, out=scratch)
+            v *= beta2
+            v += np.multiply(np.square(g, out=scratch), 1 - beta2, out=scratch)
+            np.sqrt(np.divide(v, bias2, out=scratch), out=scratch)
+            np.divide(m, np.add(scratch, eps, out=scratch), out=scratch)
+            p -= np.multiply(scratch, lr / bias1, out=scratch)
+
+    return step
+
+
+@pytest.mark.checkpoint("optimize")
+@pytest.mark.budget
+class TestOptimize:
+    def test_adam_step_is_vectorised(self):
+        """An Adam step over a million parameters costs at most 3x the same update written in plain numpy."""
+        params = float32_params(*MILLION, seed=2)
+        optimizer = Adam(params)
+        optimizer.step()  # the first step allocates m and v
+        baseline = numpy_adam([p.data.copy() for p in params], [p.grad for p in params])
+        baseline()
+        start = time.perf_counter()
+        optimizer.step()
+        one_step = time.perf_counter() - start
+        assert one_step < 0.1, (
+            f"one Adam step over 1M parameters took {one_step:.2f} s (numpy needs about 2 ms): "
+            "is there a Python loop over elements?")
+        assert_time_ratio(optimizer.step, baseline, budget=3.0, what="Adam.step() over 1M parameters vs plain numpy")
+
+    def test_adam_step_allocates_one_scratch_array_at_most(self):
+        """After the first step, an Adam step allocates at most one parameter-sized temporary at a time."""
+        params = float32_params(*MILLION, seed=3)
+        optimizer = Adam(params)
+        optimizer.step()  # m and v are allocated here, once
+        largest = max(p.nbytes for p in params)  # 1 MB
+        budget = int(1.5 * largest) + 64 * 1024
+
+        def three_steps():
+            for _ in range(3):
+                optimizer.step()
+
+        assert_peak_bytes(three_steps, budget, "Adam steps over 4 x 0.95 MiB parameters (one 0.95 MiB scratch at a time)")
