@@ -358,7 +358,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python scoreboard.py",
         description="Run every kata and milestone, each in its own process, and show how far you are.",
-        epilog="Commands: run (the default), hint KATA, list, start KATA, reset KATA. "
+        epilog="Commands: run (the default), hint KATA, list, start KATA, reset KATA; "
+               "watch KATA, leaderboard FILES..., release OUTDIR (each has its own --help). "
                "The result format is described in docs/result-format.md.")
     parser.add_argument("command", nargs="?", default="run", choices=COMMANDS, help="what to do (default: run)")
     parser.add_argument("target", nargs="?", help="the kata (or milestone) for hint, start and reset")
@@ -389,8 +390,17 @@ def parse_args(argv):
     return args
 
 
+# Workshop and instructor commands with arguments of their own: each module has a main(argv).
+SUBCOMMAND_MODULES = {"watch": "harness.watch", "leaderboard": "harness.leaderboard", "release": "harness.release"}
+
+
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in SUBCOMMAND_MODULES:
+        import importlib
+
+        return importlib.import_module(SUBCOMMAND_MODULES[argv[0]]).main(argv[1:])
+    args = parse_args(argv)
     width = max(60, min(100, shutil.get_terminal_size((80, 24)).columns - 2))
     mode = "scaffold" if args.scaffold else (args.impl or os.environ.get("TINYTORCH_IMPL", "").strip() or "student")
     if mode not in ("student", "reference", "scaffold"):
