@@ -14,6 +14,7 @@ The choice is made once per process by putting a finder at the front of
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -26,6 +27,17 @@ MODES = ("student", "reference", "scaffold")
 
 class ImplementationError(RuntimeError):
     """The requested implementation cannot be served (for example, no reference here)."""
+
+
+class TinytorchLoader(importlib.machinery.SourceFileLoader):
+    """Load a tinytorch module; a `sys.exit()` while importing becomes an ordinary ImportError."""
+
+    def exec_module(self, module):
+        try:
+            super().exec_module(module)
+        except SystemExit as exit_:
+            raise ImportError(f"{self.path} called sys.exit({exit_.code}) while being imported; "
+                              "a module must define things, not end the program") from None
 
 
 class TinytorchFinder(importlib.abc.MetaPathFinder):
@@ -49,7 +61,7 @@ class TinytorchFinder(importlib.abc.MetaPathFinder):
         source = self.source_for(module)
         if not source.exists():
             return None
-        return importlib.util.spec_from_file_location(fullname, source)
+        return importlib.util.spec_from_file_location(fullname, source, loader=TinytorchLoader(fullname, str(source)))
 
 
 _installed: TinytorchFinder | None = None

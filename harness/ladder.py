@@ -105,11 +105,13 @@ def first_failure_lines(results, manifest, group: str, mode: str) -> list[str]:
     lines.extend(f"    {line}" for line in test.message.splitlines())
     if test.blocked_by and mode != "reference":
         module = manifest.by_id[test.blocked_by].module
-        lines += [
-            f"  This test stops in tinytorch/{module}.py, which belongs to kata {test.blocked_by} and is not finished.",
-            f"  Finish that kata first, or run this one on the reference's {module}: "
-            f"python -m pytest katas/{group} --scaffold",
-        ]
+        lines.append(f"  This test stops in tinytorch/{module}.py, which belongs to kata {test.blocked_by} "
+                     "and is not finished.")
+        if group == MILESTONES:
+            lines.append("  Finish that kata first: a milestone runs on your whole tinytorch.")
+        else:
+            lines.append(f"  Finish that kata first, or run this one on the reference's {module}: "
+                         f"python -m pytest katas/{group} --scaffold")
     lines.append(f"  hint: {state.hint}")
     rest = [t for t in state.tests if t.outcome != PASSED and t is not test]
     if rest:

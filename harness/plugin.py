@@ -62,6 +62,8 @@ def _requested_katas(config) -> list[str]:
         kata = _kata_of_path(path)
         if kata and kata != MILESTONES:
             named.add(kata)
+        elif kata == MILESTONES:  # a milestone exercises the whole package: every module stays the learner's
+            return [k.id for k in katas.katas]
         elif path == ROOT or manifest_module.KATAS_DIR.is_relative_to(path) or path == manifest_module.KATAS_DIR:
             return [k.id for k in katas.katas]
     return [k.id for k in katas.katas if k.id in named]
@@ -197,7 +199,12 @@ def pytest_collection_modifyitems(session, config, items):
             item.add_marker(pytest.mark.xdist_group("budgets"))  # one worker measures budgets, serially
     positions = {id(item): index for index, item in enumerate(items)}
     items.sort(key=lambda item: state.order_key(item, positions[id(item)]))
-    for item in items:  # announce every collected kata test, so one that never runs is "not run"
+
+
+def pytest_collection_finish(session):
+    """Announce every kata test that will run (after -k/-m deselection), so one that never reports is "not run"."""
+    state = session.config.stash[SESSION]
+    for item in session.items:
         if PLACE in item.stash:
             state.note(item.nodeid, item.stash[PLACE])
 
@@ -213,7 +220,8 @@ def pytest_collectreport(report):
 def _collection_error_text(report) -> str:
     text = report.longreprtext or ""
     errors = [line[4:] for line in text.splitlines() if line.startswith("E   ")]
-    files = [line.strip() for line in text.splitlines() if line.strip().startswith("File ") or ".py:" in line]
+    stripped = [line.strip().removeprefix("E").strip() for line in text.splitlines()]
+    files = [line for line in stripped if line.startswith("File ") or ".py:" in line]
     where = next((f for f in reversed(files) if "tinytorch" in f), "")
     summary = "\n".join(errors[-3:]) if errors else text.strip().splitlines()[-1] if text.strip() else "import failed"
     return f"{summary}\n{where}".strip()

@@ -104,7 +104,10 @@ def classify(exc: BaseException, group: str) -> tuple[str, str, str, str]:
         blocked_by = stub["kata"] if stub and stub["kata"] != group else ""
         return NOT_STARTED, _trim(text, 3), _innermost_location(exc, True), blocked_by
     if isinstance(exc, AssertionError):
-        return WRONG, _trim(text or "assertion failed"), _innermost_location(exc, False), ""
+        lines = text.splitlines()
+        if lines and not lines[0].startswith("assert "):  # the test's own message: drop pytest's re-explanation
+            lines = [line for line in lines if not line.startswith(("assert ", " +", "  +"))] or lines
+        return WRONG, _trim("\n".join(lines) or "assertion failed"), _innermost_location(exc, False), ""
     if name == "Failed":  # pytest.fail / pytest.raises(...) that saw no exception / a timeout
         if text.startswith("Timeout"):
             return BROKEN, f"timed out ({text}): an infinite loop, or far too slow", _innermost_location(exc, True), ""

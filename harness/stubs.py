@@ -32,7 +32,6 @@ from harness import manifest as manifest_module
 
 BEGIN = re.compile(r"^(?P<indent>[ ]*)# BEGIN SOLUTION (?P<checkpoint>\w+): (?P<message>\S.*?)\s*$")
 END = re.compile(r"^[ ]*# END SOLUTION\s*$")
-BACKUP_DIR = manifest_module.ROOT / ".progress" / "backups"
 
 
 class RegionError(ValueError):
@@ -168,8 +167,11 @@ def reset_kata(kata_id: str, confirm=input, out=print) -> Path | None:
         return None
     backup = None
     if target.exists():
-        BACKUP_DIR.mkdir(parents=True, exist_ok=True)
-        backup = BACKUP_DIR / f"{kata.module}-{time.strftime('%Y%m%d-%H%M%S')}.py"
+        from harness import progress
+
+        backup_dir = progress.progress_dir() / "backups"
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        backup = backup_dir / f"{kata.module}-{time.strftime('%Y%m%d-%H%M%S')}.py"
         shutil.copy2(target, backup)
         out(f"Backed up your file to {backup.relative_to(manifest_module.ROOT)}")
     target.write_text(stub, encoding="utf-8")

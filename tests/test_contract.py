@@ -25,6 +25,8 @@ from harness.results import NOT_STARTED
 from tests.contract import ROOT, child_environment, in_parallel, run_suite, tail
 
 MANIFEST = manifest_module.load()
+# Their session fixtures run many kata suites in subprocesses: a longer limit than a kata test's.
+pytestmark = pytest.mark.timeout(600)
 KATAS = list(MANIFEST.katas)
 KATA_IDS = [k.id for k in KATAS]
 MIN_REGION_COVERAGE = 0.95

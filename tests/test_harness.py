@@ -109,7 +109,7 @@ def test_reset_keeps_a_backup_and_asks_first(tmp_path, monkeypatch):
     student.mkdir()
     (student / f"{kata.module}.py").write_text("# my work\n")
     monkeypatch.setattr(manifest_module, "STUDENT_DIR", student)
-    monkeypatch.setattr(stubs, "BACKUP_DIR", tmp_path / "backups")
+    monkeypatch.setenv("TINYTORCH_PROGRESS_DIR", str(tmp_path / "progress"))
     monkeypatch.setattr(manifest_module, "ROOT", tmp_path)
     said = []
     assert stubs.reset_kata(kata.id, confirm=lambda _: "n", out=said.append) is None

@@ -15,6 +15,8 @@ from harness import manifest as manifest_module
 from tests.contract import ROOT, child_environment, in_parallel, run_suite, tail
 
 MANIFEST = manifest_module.load()
+# Their session fixtures run many kata suites in subprocesses: a longer limit than a kata test's.
+pytestmark = pytest.mark.timeout(900)
 MUTANT_DIR = ROOT / "tests" / "mutants"
 
 
