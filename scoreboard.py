@@ -5,9 +5,16 @@
 The machinery lives in harness/scoreboard.py.
 """
 
+import os
 import sys
 
 from harness.scoreboard import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()
+    except BrokenPipeError:  # `python scoreboard.py | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    sys.exit(code)

@@ -64,7 +64,7 @@ def targets(manifest) -> list[Target]:
     found = [Target(k.id, KATA, k.title, f"{k.number:02d} {k.title}", k.test_file, k.capability, k.minutes,
                     tuple((c.name, c.goal, c.hints, c.weight) for c in k.checkpoints))
              for k in manifest.katas]
-    found += [Target(m.id, MILESTONE, m.title, m.title, m.test_file, m.capability, m.minutes,
+    found += [Target(m.id, MILESTONE, m.title, m.id, m.test_file, m.capability, m.minutes,
                      ((m.id, m.goal, m.hints, m.weight),))
               for m in manifest.milestones]
     return found
