@@ -1,0 +1,457 @@
+"""The leaderboard: rank a workshop's participants from their result files.
+
+    python scoreboard.py leaderboard FILES... [--kata KATA] [--html OUT [--refresh SECONDS]]
+
+Each FILE is a result file (docs/result-format.md; `python scoreboard.py --json --out
+results/ada.json` writes one), or a folder whose `*.json` files are all read. The board
+ranks participants by checkpoints done (over every kata in the file, or only KATA's
+with --kata), then by the time they took to reach them, then by the order the files
+were given (a folder's files in name order): ties keep that order, and share a rank.
+
+The time runs from the earliest clock start (`python scoreboard.py start KATA`) among
+those katas to the latest first-green of their done checkpoints. A participant has no
+time, and is placed after everyone with the same count who has one, when no clock was
+started, when a done checkpoint has no first-green time, or when the clock was started
+after the last checkpoint went green. The hints column adds up the hint tiers shown for
+those katas' checkpoints.
+
+Every file is checked before it counts. A file that is missing, not a regular file,
+larger than MAX_BYTES, not UTF-8, not JSON (truncated, NaN, Infinity, numbers too big
+to be real, nesting too deep), or not a valid result (harness.grades.validate_result)
+is named with the reason on stderr and in the page, and skipped. A result of the
+reference implementation is skipped too: it says nothing about a participant. Nothing
+in a file is ever run; names are shown as text (control characters replaced, long
+names clipped) and escaped in the HTML. When one participant has several files, the
+newest (by `created_at`; the later file on a tie) is ranked and the others are listed
+as skipped.
+
+The board is printed as a table. `--html OUT` also writes one self-contained page (no
+scripts, no external files) in large type for a projector, written whole through a
+temporary file; `--refresh SECONDS` makes the browser reload it that often. Regenerate
+it in a loop while the workshop runs, for example:
+
+    while true; do python scoreboard.py leaderboard results/ --html board.html --refresh 10; sleep 10; done
+
+Exit status: 0 when at least one participant is ranked, 1 when no file was valid (the
+page is still written, saying so), 2 for a usage error (an unknown --kata, say).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import math
+import os
+import stat
+import sys
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness import manifest as manifest_module
+from harness.grades import validate_result
+from harness.runs import find_target
+
+MAX_BYTES = 1_000_000  # a real result file for every kata is a few tens of kilobytes
+MAX_DIGITS = 15  # no count in a real result file comes near this many digits
+NAME_WIDTH = 40  # characters of a name shown in the text table
+PAGE_NAME_WIDTH = 60  # and in the page
+REASON_WIDTH = 160
+
+
+class BadFile(Exception):
+    """A file that cannot be ranked; the message says why."""
+
+
+@dataclass
+class Entry:
+    """One participant's line on the board."""
+    participant: str
+    source: str  # the file, as shown
+    created_at: datetime
+    done: int
+    total: int | None  # None: the chosen kata is not in this file
+    seconds: float | None  # None: no time is known
+    hints: int
+
+    @property
+    def key(self) -> tuple:
+        """Sort key: more checkpoints first, then a known time, then the shorter time."""
+        return (-self.done, self.seconds is None, self.seconds or 0.0)
+
+
+@dataclass
+class Skipped:
+    source: str
+    reason: str
+
+
+# -- text that is safe to show ------------------------------------------------------
+
+def shown(text: str, width: int | None = None) -> str:
+    """`text` on one line, with control, format and unpaired surrogate characters replaced
+    (they could move a terminal's cursor, reorder a line or fail to encode), clipped to width."""
+    if width is not None:
+        text = text[:4 * width]  # a megabyte of name need not all be cleaned to show forty characters
+    text = " ".join(text.split())
+    text = "".join("\ufffd" if unicodedata.category(c).startswith("C") and c not in "\u200c\u200d" else c
+                   for c in text)
+    if width is not None and len(text) > width:
+        text = text[:width - 1] + "…"
+    return text
+
+
+def _say(text: str, stream) -> None:
+    """Print, replacing what the stream's encoding cannot show instead of failing."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    stream.write(text.encode(encoding, "replace").decode(encoding) + "\n")
+
+
+# -- reading one file ------------------------------------------------------------------
+
+def result_paths(items: list[str]) -> tuple[list[Path], list[Skipped]]:
+    """The files to read, in order (each FILE as given, each folder's *.json by name, a
+    file named twice once), and the folders that could not be listed."""
+    paths, unlisted = [], []
+    for item in items:
+        path = Path(item)
+        if not path.is_dir():
+            paths.append(path)
+            continue
+        try:
+            paths.extend(sorted(p for p in path.iterdir() if p.suffix == ".json" and not p.name.startswith(".")))
+        except OSError as error:
+            unlisted.append(Skipped(shown(item), f"a folder that cannot be listed ({error.strerror or error})"))
+    once, seen = [], set()
+    for path in paths:
+        if os.path.abspath(path) not in seen:
+            seen.add(os.path.abspath(path))
+            once.append(path)
+    return once, unlisted
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number a result file can hold")
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_DIGITS:
+        raise ValueError(f"an integer of {digits} digits is too large")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return value
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(descriptor, limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def read_result(path: Path) -> dict:
+    """The result in `path`, checked; raises BadFile saying what is wrong with it."""
+    try:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer; it is refused below
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise BadFile("no such file") from None
+    except OSError as error:
+        raise BadFile(f"cannot be opened ({error.strerror or error})") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise BadFile("a folder, not a result file" if stat.S_ISDIR(info.st_mode) else "not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise BadFile(f"too large ({info.st_size} bytes; a result file is at most {MAX_BYTES})")
+        raw = _read_at_most(descriptor, MAX_BYTES + 1)  # the file may have grown since fstat
+    except OSError as error:
+        raise BadFile(f"cannot be read ({error.strerror or error})") from None
+    finally:
+        os.close(descriptor)
+    if len(raw) > MAX_BYTES:
+        raise BadFile(f"too large (over {MAX_BYTES} bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise BadFile(f"not UTF-8 text (byte {error.start})") from None
+    try:
+        data = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
+                          parse_float=_finite_float)
+    except RecursionError:
+        raise BadFile("nested too deeply to be a result") from None
+    except ValueError as error:
+        raise BadFile(f"not valid JSON: {error}") from None
+    problems = validate_result(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadFile(f"not a valid result: {problems[0]}{more}")
+    if data["impl"] == "reference":
+        raise BadFile("a run of the reference implementation, not of a participant's code")
+    return data
+
+
+# -- one participant's standing ----------------------------------------------------------
+
+def _moment(text: str) -> datetime:
+    """A result file's time (validated: ISO-8601 ending in Z) as an aware UTC datetime."""
+    try:
+        moment = datetime.fromisoformat(text[:-1])
+    except ValueError:
+        raise BadFile(f"unreadable time {text!r}") from None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc)
+
+
+def _time_taken(katas: list[dict]) -> float | None:
+    """Seconds from the earliest clock start to the latest first-green of a done checkpoint."""
+    starts = [_moment(k["started_at"]) for k in katas if k["started_at"]]
+    greens = [c["first_green_at"] for k in katas for c in k["checkpoints"] if c["done"]]
+    if not starts or not greens or None in greens:
+        return None
+    seconds = (max(_moment(g) for g in greens) - min(starts)).total_seconds()
+    return seconds if seconds >= 0 else None
+
+
+def entry_for(data: dict, source: str, kata: str | None) -> Entry:
+    """The board's line for one valid result; with `kata`, only that kata counts."""
+    katas = data["katas"] if kata is None else [k for k in data["katas"] if k["id"] == kata]
+    done = sum(k["checkpoints_done"] for k in katas)
+    return Entry(
+        participant=data["participant"].strip(),
+        source=source,
+        created_at=_moment(data["created_at"]),
+        done=done,
+        total=sum(k["checkpoints_total"] for k in katas) if katas else None,
+        seconds=_time_taken(katas) if done else None,
+        hints=sum(c["hints_used"] for k in katas for c in k["checkpoints"]),
+    )
+
+
+def _same_person(name: str) -> str:
+    return " ".join(name.split()).casefold()
+
+
+def keep_newest(entries: list[Entry]) -> tuple[list[Entry], list[Skipped]]:
+    """One entry per participant (names compared ignoring case and spacing): the newest file,
+    the later one on a tie; the others are skipped."""
+    newest: dict[str, Entry] = {}
+    for entry in entries:
+        held = newest.get(_same_person(entry.participant))
+        if held is None or entry.created_at >= held.created_at:
+            newest[_same_person(entry.participant)] = entry
+    kept = [e for e in entries if newest[_same_person(e.participant)] is e]
+    older = [Skipped(e.source, f"an older result for the same participant ({shown(e.participant, NAME_WIDTH)}); "
+                               f"{newest[_same_person(e.participant)].source} is ranked")
+             for e in entries if newest[_same_person(e.participant)] is not e]
+    return kept, older
+
+
+def rank(entries: list[Entry]) -> list[tuple[int, Entry]]:
+    """(rank, entry), best first; equal standings keep the input order and share a rank."""
+    ordered = sorted(entries, key=lambda e: e.key)  # sorted() is stable
+    ranked = []
+    for index, entry in enumerate(ordered):
+        same = ranked and ranked[-1][1].key == entry.key
+        ranked.append((ranked[-1][0] if same else index + 1, entry))
+    return ranked
+
+
+def gather(items: list[str], kata: str | None) -> tuple[list[tuple[int, Entry]], list[Skipped]]:
+    """Read every file (or folder) given, skipping the bad ones; the ranking and the skipped files."""
+    paths, skipped = result_paths(items)
+    entries = []
+    for path in paths:
+        source = shown(str(path))
+        try:
+            entries.append(entry_for(read_result(path), source, kata))
+        except BadFile as error:
+            skipped.append(Skipped(source, shown(str(error), REASON_WIDTH)))
+    kept, older = keep_newest(entries)
+    return rank(kept), skipped + older
+
+
+# -- showing it -------------------------------------------------------------------------
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    whole = int(seconds)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def checkpoints(entry: Entry) -> str:
+    return "not run" if entry.total is None else f"{entry.done}/{entry.total}"
+
+
+def summary(kata: str | None, ranked: list, skipped: list) -> str:
+    scope = f"kata {kata}" if kata else "all katas"
+    people = f"{len(ranked)} participant" + ("" if len(ranked) == 1 else "s")
+    bad = f", {len(skipped)} file{'' if len(skipped) == 1 else 's'} skipped" if skipped else ""
+    return f"{scope}: {people}{bad}"
+
+
+def render_text(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: str | None) -> str:
+    lines = [f"Leaderboard, {summary(kata, ranked, skipped)}", ""]
+    if not ranked:
+        lines.append("  No valid result file to rank yet.")
+    else:
+        lines.append(f"  {'rank':>4}  {'participant':<{NAME_WIDTH}}  {'checkpoints':>11}  {'time':>9}  {'hints':>5}")
+        for place, entry in ranked:
+            lines.append(f"  {place:>4}  {shown(entry.participant, NAME_WIDTH):<{NAME_WIDTH}}  "
+                         f"{checkpoints(entry):>11}  {clock(entry.seconds):>9}  {entry.hints:>5}")
+    return "\n".join(lines)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; font-size: clamp(16px, 1.9vw, 40px); margin: 1em 3vw;
+       background: #fff; color: #111; }
+h1 { font-size: 1.6em; margin: 0; }
+.meta { color: #555; margin: 0 0 1em; }
+table { border-collapse: collapse; width: 100%; table-layout: fixed; }
+th { text-align: left; font-size: .7em; text-transform: uppercase; letter-spacing: .05em; color: #555;
+     border-bottom: 3px solid #111; padding: .2em .4em; }
+td { padding: .25em .4em; border-bottom: 1px solid #ddd; white-space: nowrap; overflow: hidden;
+     text-overflow: ellipsis; }
+tbody tr:nth-child(even) { background: #f4f4f4; }
+tr.top td { font-weight: 700; }
+col.rank { width: 3.5em; } col.done { width: 10em; } col.time { width: 6.5em; } col.hints { width: 4.5em; }
+.rank, .time, .hints { text-align: right; }
+.rank, .done, .time, .hints { font-variant-numeric: tabular-nums; }
+.bar { display: inline-block; width: 5em; height: .45em; margin-left: .5em; vertical-align: middle;
+       background: #ddd; }
+.bar span { display: block; height: 100%; background: #1a7f37; }
+.empty { font-size: 1.3em; color: #555; }
+#skipped { margin-top: 2em; font-size: .6em; color: #555; }
+#skipped h2 { font-size: 1.2em; margin: 0 0 .3em; }
+#skipped li { overflow-wrap: anywhere; }
+"""
+
+
+TABLE_HEAD = """<colgroup><col class="rank"><col class="name"><col class="done"><col class="time"><col class="hints">\
+</colgroup>
+<thead><tr><th class="rank">#</th><th class="name">Participant</th><th class="done">Checkpoints</th>\
+<th class="time">Time</th><th class="hints">Hints</th></tr></thead>"""
+
+
+def _row(place: int, entry: Entry) -> str:
+    e = html.escape
+    share = 0 if not entry.total else round(100 * entry.done / entry.total)
+    top = ' class="top"' if place <= 3 and entry.done else ""
+    return (f'<tr{top}><td class="rank">{place}</td>'
+            f'<td class="name">{e(shown(entry.participant, PAGE_NAME_WIDTH))}</td>'
+            f'<td class="done">{e(checkpoints(entry))}'
+            f'<span class="bar"><span style="width:{share}%"></span></span></td>'
+            f'<td class="time">{e(clock(entry.seconds))}</td><td class="hints">{entry.hints}</td></tr>')
+
+
+def render_html(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: str | None,
+                refresh: int | None = None, now: datetime | None = None) -> str:
+    """One self-contained page: inline style, no scripts, every text from a file escaped."""
+    e = html.escape
+    now = now or datetime.now(timezone.utc)
+    reload = f'<meta http-equiv="refresh" content="{int(refresh)}">\n' if refresh else ""
+    if ranked:
+        rows = "\n".join(_row(place, entry) for place, entry in ranked)
+        body = f'<table id="ranking">\n{TABLE_HEAD}\n<tbody>\n{rows}\n</tbody>\n</table>'
+    else:
+        body = '<p class="empty">No valid result file to rank yet.</p>'
+    bad = ""
+    if skipped:
+        items = "\n".join(f"<li><code>{e(s.source)}</code>: {e(s.reason)}</li>" for s in skipped)
+        bad = f'\n<section id="skipped"><h2>Skipped files</h2>\n<ul>\n{items}\n</ul></section>'
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{reload}<title>Leaderboard</title>
+<style>{STYLE}</style>
+</head>
+<body>
+<h1>Leaderboard</h1>
+<p class="meta">{e(summary(kata, ranked, skipped))} · updated {now:%H:%M:%S} UTC</p>
+{body}{bad}
+</body>
+</html>
+"""
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and a rename, so a browser never reads half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+# -- the command line -------------------------------------------------------------------
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python scoreboard.py leaderboard",
+        description="Rank participants by checkpoints done, then by the time they took. "
+                    "Bad files are named and skipped.",
+        epilog="The result format is described in docs/result-format.md.")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="result files (python scoreboard.py --json --out FILE), or folders of *.json")
+    parser.add_argument("--kata", default=None, metavar="KATA",
+                        help="rank by this kata (or milestone) alone, e.g. 03 or 03_autograd")
+    parser.add_argument("--html", type=Path, default=None, metavar="OUT",
+                        help="also write the board as one self-contained HTML page")
+    parser.add_argument("--refresh", type=int, default=None, metavar="SECONDS",
+                        help="with --html: the page reloads itself this often (for a projector)")
+    args = parser.parse_args(argv)
+    if args.refresh is not None and (args.html is None or args.refresh < 1):
+        parser.error("--refresh needs --html and a whole number of seconds, at least 1")
+    return args
+
+
+def _kata_id(name: str) -> str:
+    """The id of the kata or milestone called `name`; KeyError says which exist."""
+    try:
+        manifest = manifest_module.load()
+    except (OSError, manifest_module.ManifestError) as error:
+        raise KeyError(f"cannot read the kata manifest {manifest_module.MANIFEST_PATH}: {error}") from None
+    return find_target(manifest, name).id
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    try:
+        kata = _kata_id(args.kata) if args.kata else None
+    except KeyError as error:
+        _say(str(error.args[0]), sys.stderr)
+        return 2
+    ranked, skipped = gather(args.files, kata)
+    for bad in skipped:
+        _say(f"skipped {bad.source}: {bad.reason}", sys.stderr)
+    _say(render_text(ranked, skipped, kata), sys.stdout)
+    if args.html:
+        try:
+            write_atomically(args.html, render_html(ranked, skipped, kata, args.refresh))
+        except OSError as error:
+            _say(f"cannot write {shown(str(args.html))}: {error.strerror or error}", sys.stderr)
+            return 1
+        _say(f"\nWrote {shown(str(args.html))}.", sys.stdout)
+    if not ranked:
+        _say("No valid result file among those given.", sys.stderr)
+        return 1
+    return 0
