@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness import manifest as manifest_module
 from harness.results import BROKEN, NOT_STARTED, PASSED, WRONG
 
 MILESTONES = "milestones"
@@ -109,6 +110,8 @@ def first_failure_lines(results, manifest, group: str, mode: str) -> list[str]:
                      "and is not finished.")
         if group == MILESTONES:
             lines.append("  Finish that kata first: a milestone runs on your whole tinytorch.")
+        elif not manifest_module.REFERENCE_DIR.is_dir():  # a learner's copy: no reference to lean on
+            lines.append("  Finish that kata first.")
         else:
             lines.append(f"  Finish that kata first, or run this one on the reference's {module}: "
                          f"python -m pytest katas/{group} --scaffold")

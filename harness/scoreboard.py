@@ -116,7 +116,7 @@ def _heading(target, checkpoint) -> str:
 
 def _blocked_note(target, test, mode: str) -> str:
     note = f"  note    it stops in code of kata {test.blocked_by}, which is not finished; finish that first"
-    if target.kind == KATA and mode == "student":
+    if target.kind == KATA and mode == "student" and manifest_module.REFERENCE_DIR.is_dir():
         note += ", or add --scaffold to use the reference's version of it"
     elif target.kind == MILESTONE:
         note += " (a milestone always runs on your own modules)"

@@ -144,6 +144,27 @@ def out_of_sync(student_dir: Path | None = None) -> list[str]:
     return stale
 
 
+def _shown(path: Path) -> Path:
+    """A path as the learner knows it: relative to the repository when it is inside it."""
+    return path.relative_to(manifest_module.ROOT) if path.is_relative_to(manifest_module.ROOT) else path
+
+
+def pristine_dir() -> Path:
+    """Where a learner's copy (made by `python scoreboard.py release`) keeps the pristine stubs."""
+    return manifest_module.ROOT / "harness" / "pristine"
+
+
+def pristine_stub(kata) -> str:
+    """The pristine stub of a kata's module: made from the reference, or read from a learner's copy's store."""
+    if kata.reference_module.exists():
+        return make_stub(kata.reference_module.read_text(encoding="utf-8"), kata.module)
+    kept = pristine_dir() / f"{kata.module}.py"
+    if kept.exists():
+        return kept.read_text(encoding="utf-8")
+    raise FileNotFoundError(f"reset needs {kata.reference_module} or {kept} to put back the stub, "
+                            f"and this copy has neither. Ask for a fresh copy of tinytorch/{kata.module}.py instead.")
+
+
 def reset_kata(kata_id: str, confirm=input, out=print) -> Path | None:
     """Put back the pristine stub of one kata's module, keeping a backup of the learner's file.
 
@@ -151,16 +172,12 @@ def reset_kata(kata_id: str, confirm=input, out=print) -> Path | None:
     """
     manifest = manifest_module.load()
     kata = manifest.kata(kata_id)
-    if not kata.reference_module.exists():
-        raise FileNotFoundError(f"reset needs {kata.reference_module} to rebuild the stub; "
-                                "this copy has no reference. Ask for a fresh copy of tinytorch/"
-                                f"{kata.module}.py instead.")
-    stub = make_stub(kata.reference_module.read_text(encoding="utf-8"), kata.module)
+    stub = pristine_stub(kata)
     target = kata.student_module
     if target.exists() and target.read_text(encoding="utf-8") == stub:
-        out(f"{target.relative_to(manifest_module.ROOT)} is already the pristine stub; nothing to do.")
+        out(f"{_shown(target)} is already the pristine stub; nothing to do.")
         return None
-    answer = confirm(f"Replace {target.relative_to(manifest_module.ROOT)} with the pristine stub of "
+    answer = confirm(f"Replace {_shown(target)} with the pristine stub of "
                      f"{kata.id}? Your file is backed up first. [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         out("Left as it was.")
@@ -173,9 +190,9 @@ def reset_kata(kata_id: str, confirm=input, out=print) -> Path | None:
         backup_dir.mkdir(parents=True, exist_ok=True)
         backup = backup_dir / f"{kata.module}-{time.strftime('%Y%m%d-%H%M%S')}.py"
         shutil.copy2(target, backup)
-        out(f"Backed up your file to {backup.relative_to(manifest_module.ROOT)}")
+        out(f"Backed up your file to {_shown(backup)}")
     target.write_text(stub, encoding="utf-8")
-    out(f"Reset {target.relative_to(manifest_module.ROOT)} to the pristine stub of {kata.id}.")
+    out(f"Reset {_shown(target)} to the pristine stub of {kata.id}.")
     return backup
 
 
@@ -183,6 +200,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.stubs", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="report stubs that differ; change nothing")
     args = parser.parse_args(argv)
+    if not manifest_module.REFERENCE_DIR.is_dir():
+        print(f"there is no reference implementation in {manifest_module.REFERENCE_DIR} (a learner's copy), "
+              "so there is nothing to make stubs from")
+        return 2
     if args.check:
         stale = out_of_sync()
         for name in stale:
