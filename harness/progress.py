@@ -8,11 +8,12 @@ clone); the environment variable TINYTORCH_PROGRESS_DIR moves it elsewhere.
                        "time": "2025-01-31T09:12:03Z", "impl": "student"}
                     the first time a checkpoint went green, and
                       {"event": "start", "kata": "01_tensor", "time": "...", "impl": "student"}
-                    when `scoreboard.py start` started a kata's clock. For a milestone,
+                    when `scoreboard.py start` or `watch` started a kata's clock. For a milestone,
                     "kata" and "checkpoint" are both the milestone's id.
     hints.json      {"01_tensor": {"creation": 2}}: hint tiers shown so far
     last_run.json   each kata's and milestone's state at its last scoreboard run
     backups/        learners' files saved by `scoreboard.py reset`
+    results/        result files written by `scoreboard.py watch` (unless it was given --out)
 
 Only runs of the learner's own code (student and scaffold modes) are recorded: a
 reference run proves nothing about the learner. Old history lines are never
