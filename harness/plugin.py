@@ -31,6 +31,12 @@ def pytest_addoption(parser):
                     help="your modules for the katas being run, the reference for every other module")
     group.addoption("--results-json", default=None, metavar="PATH",
                     help="also write every kata test's outcome to PATH as JSON (used by scoreboard.py)")
+    group.addoption("--stop-after-timeout", action="store_true",
+                    help="after the first test that times out, run no more (the scoreboard's runs: an infinite "
+                         "loop then costs one time limit, not one per test that reaches it)")
+
+
+STOPPED_AFTER_TIMEOUT = "--stop-after-timeout runs no more tests"  # runs.py looks for this in the output
 
 
 def _kata_of_path(path: Path):
@@ -234,6 +240,9 @@ def pytest_runtest_makereport(item, call):
     (Reports travel from pytest-xdist workers to the main process; exceptions do not.)
     """
     report = yield
+    if (report.failed and call.excinfo is not None and call.excinfo.typename == "Failed"
+            and str(call.excinfo.value).startswith("Timeout") and item.config.getoption("stop_after_timeout")):
+        item.session.shouldstop = f"{item.name} timed out; {STOPPED_AFTER_TIMEOUT}"
     place = item.stash.get(PLACE, None)
     if place is None:
         return report

@@ -289,7 +289,7 @@ def pytest_command(target: Target, mode: str, results_path: Path) -> list[str]:
     # hypothesis's alone costs about half a second per process.
     return [sys.executable, "-m", "pytest", target.test_file.relative_to(manifest_module.ROOT).as_posix(),
             "-v", "--tb=line", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-            "--results-json", str(results_path), f"--impl={impl}"]
+            "--results-json", str(results_path), f"--impl={impl}", "--stop-after-timeout"]
 
 
 def _child_environment() -> dict:
@@ -354,7 +354,10 @@ def _broken_reason(run: GroupRun, results, returncode: int, text: str, timed_out
         where = _where(text.splitlines())
         return f"could not import the tests: {summary}" + (f" at {where}" if where and where not in summary else "")
     has_tests = any(c.tests for c in run.checkpoints)
-    if results is None or returncode not in (0, 1) or not has_tests:
+    from harness.plugin import STOPPED_AFTER_TIMEOUT
+
+    stopped = returncode == 2 and STOPPED_AFTER_TIMEOUT in text  # a test timed out and the run ended there
+    if results is None or (returncode not in (0, 1) and not stopped) or not has_tests:
         if returncode == 5 and not has_tests:
             return "no tests were collected from " + run.target.test_file.name
         return crash_reason(returncode, text)

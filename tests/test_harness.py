@@ -197,3 +197,22 @@ def test_count_calls_counts_and_restores():
     with budgets.count_calls(Box, "f") as counter:
         Box.f(1), Box.f(2)
     assert counter.calls == 2 and Box.f(3) == 3 and not hasattr(Box.f, "calls")
+
+
+def test_stop_after_timeout_ends_the_run_at_the_first_infinite_loop(tmp_path):
+    """The scoreboard's runs pass --stop-after-timeout: one time limit per kata, not one per looping test."""
+    kata = manifest_module.load().kata("02_activations")
+    student = tmp_path / "tinytorch"
+    student.mkdir()
+    text = (manifest_module.STUDENT_DIR / "activations.py").read_text(encoding="utf-8")
+    looping = text.replace("def relu(x: Tensor) -> Tensor:\n", "def relu(x: Tensor) -> Tensor:\n    while True: pass\n", 1)
+    assert looping != text
+    (student / "activations.py").write_text(looping, encoding="utf-8")
+    results, completed = run_suite(kata.folder, tmp_path / "results.json",
+                                   ["--scaffold", "--stop-after-timeout", "-o", "timeout=1"],
+                                   env=child_environment(TINYTORCH_STUDENT_DIR=student), timeout=60)
+    assert results is not None, completed.stdout[-2000:]
+    outcomes = [t.outcome for t in results.tests]
+    assert outcomes[0] == BROKEN and "timed out" in results.tests[0].message
+    assert set(outcomes[1:]) == {"not run"}, outcomes
+    assert "no more tests" in completed.stdout
