@@ -1,9 +1,12 @@
 """Assertions for kata tests whose failure messages teach: what, where, expected, got.
 
-    from harness.checks import assert_close, assert_shape, gradcheck
+    from harness.checks import assert_close, assert_shape, assert_finite, gradcheck, no_overflow
 """
 
 from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -15,6 +18,32 @@ def _as_array(value) -> np.ndarray:
 def assert_shape(got, expected: tuple, what: str) -> None:
     shape = tuple(np.shape(_as_array(got)))
     assert shape == tuple(expected), f"{what}: expected shape {tuple(expected)}, got {shape}"
+
+
+def assert_finite(got, what: str) -> None:
+    """Every value of `got` (a Tensor or an array) is finite; otherwise name how many are not, and the first."""
+    values = _as_array(got)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        first = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(f"{what}: {int(bad.sum())} values are nan or inf, first at index {first}: "
+                             f"{values[first]!r}")
+
+
+@contextmanager
+def no_overflow(what: str, advice: str):
+    """Fail as a wrong answer (not a crash) if numpy overflows, divides by zero or makes a nan inside.
+
+    Underflow is allowed: exp(-1000) quietly becoming 0 is exactly what a stable formula relies on.
+    `advice` ends the message: how to rearrange the formula.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+            try:
+                yield
+            except (FloatingPointError, RuntimeWarning) as problem:
+                raise AssertionError(f"{what}: numpy reported '{problem}'. {advice}") from None
 
 
 def assert_close(got, expected, what: str, rtol: float = 1e-5, atol: float = 1e-6) -> None:
