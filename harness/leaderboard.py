@@ -51,6 +51,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import manifest as manifest_module
+from harness import progress
 from harness.grades import validate_result
 from harness.runs import find_target
 
@@ -391,17 +392,6 @@ def render_html(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: s
 """
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename, so a browser never reads half a page."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 # -- the command line -------------------------------------------------------------------
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -446,7 +436,7 @@ def main(argv: list[str]) -> int:
     _say(render_text(ranked, skipped, kata), sys.stdout)
     if args.html:
         try:
-            write_atomically(args.html, render_html(ranked, skipped, kata, args.refresh))
+            progress.write_atomically(args.html, render_html(ranked, skipped, kata, args.refresh))
         except OSError as error:
             _say(f"cannot write {shown(str(args.html))}: {error.strerror or error}", sys.stderr)
             return 1

@@ -60,12 +60,21 @@ def read_json(path: Path, default):
         return default
 
 
-def write_json(path: Path, data) -> None:
-    """Write `data` to `path` through a temporary file, so no reader sees half of it."""
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename, so no reader sees half of it."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)  # only left when the write or the rename failed
+
+
+def write_json(path: Path, data) -> None:
+    """Write `data` to `path` as JSON, atomically."""
+    write_atomically(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
 
 
 # -- history ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness import manifest as manifest_module
+from harness import progress
 
 PASSED, NOT_STARTED, WRONG, BROKEN = "passed", "not started", "wrong", "broken"
 SKIPPED = "skipped"  # never legitimate in a kata suite; recorded so the contract tests can see it
@@ -52,9 +53,7 @@ class RunResults:
     def save(self, path: Path) -> None:
         data = {"format": RESULTS_FORMAT, "impl": self.impl, "groups": self.groups,
                 "tests": [asdict(t) for t in self.tests], "collection_errors": self.collection_errors}
-        tmp = Path(f"{path}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-        os.replace(tmp, path)  # never leave a half-written file behind
+        progress.write_atomically(Path(path), json.dumps(data, indent=1))  # never half a file
 
     @classmethod
     def load(cls, path: Path) -> "RunResults":
