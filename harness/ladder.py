@@ -12,25 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness import manifest as manifest_module
-from harness.results import BROKEN, NOT_STARTED, PASSED, WRONG
+from harness.results import BROKEN, NOT_STARTED, PASSED, WRONG, CheckpointTally
 
 MILESTONES = "milestones"
 
 
 @dataclass
-class CheckpointState:
+class CheckpointState(CheckpointTally):
     name: str
     goal: str
     hint: str
     tests: list
-
-    @property
-    def passed(self) -> int:
-        return sum(t.outcome == PASSED for t in self.tests)
-
-    @property
-    def done(self) -> bool:
-        return bool(self.tests) and self.passed == len(self.tests)
 
 
 def checkpoint_states(results, manifest, group: str) -> list[CheckpointState]:

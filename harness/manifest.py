@@ -16,6 +16,14 @@ STUDENT_DIR = ROOT / "tinytorch"
 REFERENCE_DIR = ROOT / "reference" / "tinytorch"
 
 
+def relative_path(path) -> str:
+    """A path as the learner knows it: relative to the repository (with /) when inside it, else as given."""
+    try:
+        return Path(path).resolve().relative_to(ROOT).as_posix()
+    except (ValueError, OSError):
+        return str(path)
+
+
 class ManifestError(ValueError):
     """The manifest is malformed; the message names the entry and the field."""
 

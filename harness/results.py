@@ -27,6 +27,21 @@ STUB_MESSAGE = re.compile(r"^(?P<kata>\d\d_\w+) · (?P<checkpoint>\w+): ")
 RESULTS_FORMAT = 1
 
 
+class CheckpointTally:
+    """`passed` and `done` for a checkpoint's `tests`: the one rule for when a checkpoint is green."""
+
+    tests: list  # TestResult
+
+    @property
+    def passed(self) -> int:
+        return sum(t.outcome == PASSED for t in self.tests)
+
+    @property
+    def done(self) -> bool:
+        """Done means every test tied to the checkpoint passed (and there was one)."""
+        return bool(self.tests) and self.passed == len(self.tests)
+
+
 @dataclass
 class TestResult:
     nodeid: str
@@ -68,24 +83,17 @@ def _is_learner_file(filename: str) -> bool:
         or os.environ.get("TINYTORCH_STUDENT_DIR", "\0") in filename
 
 
-def _relative(filename: str) -> str:
-    try:
-        return str(Path(filename).resolve().relative_to(manifest_module.ROOT))
-    except ValueError:
-        return filename
-
-
 def _innermost_location(exc: BaseException, prefer_learner: bool) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     if prefer_learner:
         for frame in reversed(frames):
             if _is_learner_file(frame.filename):
-                return f"{_relative(frame.filename)}:{frame.lineno} in {frame.name}"
+                return f"{manifest_module.relative_path(frame.filename)}:{frame.lineno} in {frame.name}"
     for frame in reversed(frames):
         if "/katas/" in frame.filename.replace(os.sep, "/"):
-            return f"{_relative(frame.filename)}:{frame.lineno} in {frame.name}"
+            return f"{manifest_module.relative_path(frame.filename)}:{frame.lineno} in {frame.name}"
     if frames:
-        return f"{_relative(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}"
+        return f"{manifest_module.relative_path(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}"
     return ""
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import manifest as manifest_module
-from harness.results import NOT_RUN, NOT_STARTED, PASSED, RunResults
+from harness.results import NOT_RUN, NOT_STARTED, PASSED, CheckpointTally, RunResults
 
 MILESTONES = "milestones"  # the results group every milestone test belongs to
 KATA, MILESTONE = "kata", "milestone"
@@ -89,21 +89,12 @@ def find_target(manifest, name: str) -> Target:
 # -- what happened ----------------------------------------------------------------
 
 @dataclass
-class CheckpointRun:
+class CheckpointRun(CheckpointTally):
     name: str
     goal: str
     hints: tuple
     weight: float
     tests: list = field(default_factory=list)  # harness.results.TestResult, in run order
-
-    @property
-    def passed(self) -> int:
-        return sum(t.outcome == PASSED for t in self.tests)
-
-    @property
-    def done(self) -> bool:
-        """Done means every test tied to the checkpoint passed (and there was one)."""
-        return bool(self.tests) and self.passed == len(self.tests)
 
 
 @dataclass
@@ -195,13 +186,6 @@ _LEARNER_FRAME = re.compile(r'File "(?P<file>[^"]*?(?:tinytorch|katas)[/\\][^"]+
 _PYTEST_LOCATION = re.compile(r"^(?P<file>\S*(?:tinytorch|katas)[/\\]\S+\.py):(?P<line>\d+):(?: |$)")
 
 
-def _relative(filename: str) -> str:
-    try:
-        return Path(filename).resolve().relative_to(manifest_module.ROOT).as_posix()
-    except (ValueError, OSError):
-        return filename
-
-
 def _where(lines: list[str]) -> str:
     """The learner's file and line nearest the failure in pytest's output, if it names one."""
     if any("most recent call first" in line for line in lines):  # faulthandler: innermost frame first
@@ -209,11 +193,11 @@ def _where(lines: list[str]) -> str:
         for line in lines[start:]:
             found = _LEARNER_FRAME.search(line)
             if found:
-                return f"{_relative(found['file'])}:{found['line']}"
+                return f"{manifest_module.relative_path(found['file'])}:{found['line']}"
     for line in reversed(lines):
         found = _LEARNER_FRAME.search(line) or _PYTEST_LOCATION.search(line.strip())
         if found:
-            return f"{_relative(found['file'])}:{found['line']}"
+            return f"{manifest_module.relative_path(found['file'])}:{found['line']}"
     return ""
 
 
@@ -222,7 +206,7 @@ def _interrupted_at(text: str) -> str:
     for line in reversed(text.splitlines()):
         found = _PYTEST_LOCATION.search(line.strip())
         if found and line.rstrip().endswith("KeyboardInterrupt"):
-            return f"{_relative(found['file'])}:{found['line']}"
+            return f"{manifest_module.relative_path(found['file'])}:{found['line']}"
     return ""
 
 

@@ -144,11 +144,6 @@ def out_of_sync(student_dir: Path | None = None) -> list[str]:
     return stale
 
 
-def _shown(path: Path) -> Path:
-    """A path as the learner knows it: relative to the repository when it is inside it."""
-    return path.relative_to(manifest_module.ROOT) if path.is_relative_to(manifest_module.ROOT) else path
-
-
 def pristine_dir() -> Path:
     """Where a learner's copy (made by `python scoreboard.py release`) keeps the pristine stubs."""
     return manifest_module.ROOT / "harness" / "pristine"
@@ -175,9 +170,9 @@ def reset_kata(kata_id: str, confirm=input, out=print) -> Path | None:
     stub = pristine_stub(kata)
     target = kata.student_module
     if target.exists() and target.read_text(encoding="utf-8") == stub:
-        out(f"{_shown(target)} is already the pristine stub; nothing to do.")
+        out(f"{manifest_module.relative_path(target)} is already the pristine stub; nothing to do.")
         return None
-    answer = confirm(f"Replace {_shown(target)} with the pristine stub of "
+    answer = confirm(f"Replace {manifest_module.relative_path(target)} with the pristine stub of "
                      f"{kata.id}? Your file is backed up first. [y/N] ")
     if answer.strip().lower() not in ("y", "yes"):
         out("Left as it was.")
@@ -190,9 +185,9 @@ def reset_kata(kata_id: str, confirm=input, out=print) -> Path | None:
         backup_dir.mkdir(parents=True, exist_ok=True)
         backup = backup_dir / f"{kata.module}-{time.strftime('%Y%m%d-%H%M%S')}.py"
         shutil.copy2(target, backup)
-        out(f"Backed up your file to {_shown(backup)}")
+        out(f"Backed up your file to {manifest_module.relative_path(backup)}")
     target.write_text(stub, encoding="utf-8")
-    out(f"Reset {_shown(target)} to the pristine stub of {kata.id}.")
+    out(f"Reset {manifest_module.relative_path(target)} to the pristine stub of {kata.id}.")
     return backup
 
 
