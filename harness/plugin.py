@@ -16,7 +16,8 @@ import pytest
 
 from harness import implementation, ladder
 from harness import manifest as manifest_module
-from harness.results import BROKEN, NOT_RUN, PASSED, SKIPPED, RunResults, TestResult, classify
+from harness.results import (BROKEN, NOT_RUN, PASSED, SKIPPED, STOPPED_AFTER_TIMEOUT, RunResults, TestResult,
+                             classify)
 
 ROOT = manifest_module.ROOT
 MILESTONES = "milestones"
@@ -34,9 +35,6 @@ def pytest_addoption(parser):
     group.addoption("--stop-after-timeout", action="store_true",
                     help="after the first test that times out, run no more (the scoreboard's runs: an infinite "
                          "loop then costs one time limit, not one per test that reaches it)")
-
-
-STOPPED_AFTER_TIMEOUT = "--stop-after-timeout runs no more tests"  # runs.py looks for this in the output
 
 
 def _kata_of_path(path: Path):

@@ -25,6 +25,7 @@ SKIPPED = "skipped"  # never legitimate in a kata suite; recorded so the contrac
 NOT_RUN = "not run"  # collected, but no result arrived (the run was interrupted)
 STUB_MESSAGE = re.compile(r"^(?P<kata>\d\d_\w+) · (?P<checkpoint>\w+): ")
 RESULTS_FORMAT = 1
+STOPPED_AFTER_TIMEOUT = "--stop-after-timeout runs no more tests"  # said by the plugin; runs.py looks for it
 
 
 class CheckpointTally:

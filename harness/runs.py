@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import manifest as manifest_module
-from harness.results import NOT_RUN, NOT_STARTED, PASSED, CheckpointTally, RunResults
+from harness.results import NOT_RUN, NOT_STARTED, PASSED, STOPPED_AFTER_TIMEOUT, CheckpointTally, RunResults
 
 MILESTONES = "milestones"  # the results group every milestone test belongs to
 KATA, MILESTONE = "kata", "milestone"
@@ -338,8 +338,6 @@ def _broken_reason(run: GroupRun, results, returncode: int, text: str, timed_out
         where = _where(text.splitlines())
         return f"could not import the tests: {summary}" + (f" at {where}" if where and where not in summary else "")
     has_tests = any(c.tests for c in run.checkpoints)
-    from harness.plugin import STOPPED_AFTER_TIMEOUT
-
     stopped = returncode == 2 and STOPPED_AFTER_TIMEOUT in text  # a test timed out and the run ended there
     if results is None or (returncode not in (0, 1) and not stopped) or not has_tests:
         if returncode == 5 and not has_tests:
