@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
-import tomllib
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+if sys.version_info < (3, 11):  # tomllib, which reads the manifest, arrived in Python 3.11
+    raise RuntimeError(f"TinyTorch Katas needs Python 3.11 or newer; this is Python {sys.version.split()[0]}. "
+                       "Install a newer Python and run `python -m pip install -r requirements.txt` with it.")
+
+import tomllib  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 KATAS_DIR = ROOT / "katas"
