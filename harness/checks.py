@@ -1,6 +1,7 @@
 """Assertions for kata tests whose failure messages teach: what, where, expected, got.
 
     from harness.checks import assert_close, assert_shape, assert_finite, gradcheck, no_overflow
+    from harness.checks import assert_tensor, assert_made_by_op
 """
 
 from __future__ import annotations
@@ -44,6 +45,60 @@ def no_overflow(what: str, advice: str):
                 yield
             except (FloatingPointError, RuntimeWarning) as problem:
                 raise AssertionError(f"{what}: numpy reported '{problem}'. {advice}") from None
+
+
+def assert_tensor(got, what: str, shape: tuple | None = None, dtype=None) -> None:
+    """`got` is a tinytorch Tensor (not a numpy array or a number), of `shape` and `dtype` if given."""
+    from tinytorch.tensor import Tensor
+
+    if not isinstance(got, Tensor):
+        raise AssertionError(f"{what}: expected a Tensor, got {type(got).__name__}"
+                             + (" (wrap the numpy result: return Tensor.from_op(data, ...))"
+                                if isinstance(got, (np.ndarray, np.generic, float, int)) else ""))
+    if not isinstance(got.data, np.ndarray):
+        raise AssertionError(f"{what}: .data should be a numpy array, got {type(got.data).__name__}")
+    if shape is not None:
+        assert_shape(got, shape, what)
+    if dtype is not None and got.dtype != np.dtype(dtype):
+        raise AssertionError(f"{what}: expected dtype {np.dtype(dtype)}, got {got.dtype}")
+
+
+def assert_made_by_op(action, what: str, op: str | None = None, parents: tuple | None = None):
+    """Run `action()`; its result must be a Tensor made by `Tensor.from_op` (naming `op`, reading `parents`).
+
+    Every op result goes through `Tensor.from_op`, which is how autograd (kata 03) learns the
+    op and its inputs; a Tensor built any other way is invisible to backward(). Returns the result.
+    """
+    from tinytorch.tensor import Tensor
+
+    original = Tensor.__dict__["from_op"]
+    made = []
+
+    def watching(data, op_name, op_parents, **saved):
+        out = original.__func__(data, op_name, op_parents, **saved)
+        made.append((op_name, tuple(op_parents), out))
+        return out
+
+    Tensor.from_op = staticmethod(watching)
+    try:
+        result = action()
+    finally:
+        Tensor.from_op = original
+    assert_tensor(result, what)
+    mine = [entry for entry in made if entry[2] is result]
+    if not mine:
+        raise AssertionError(f"{what}: the result was not made by Tensor.from_op(data, op, parents); build "
+                             "op results with from_op so backward() can find how they were made")
+    op_name, op_parents, _ = mine[-1]
+    if op is not None and op_name != op:
+        raise AssertionError(f"{what}: recorded as op {op_name!r}; expected {op!r} (the name its backward "
+                             "rule is registered under)")
+    if parents is not None:
+        expected_ids, got_ids = [id(p) for p in parents], [id(p) for p in op_parents]
+        if not all(i in got_ids for i in expected_ids):
+            raise AssertionError(f"{what}: recorded with {len(op_parents)} parent(s) that do not include every "
+                                 f"input tensor; pass the input Tensors themselves as parents")
+    return result
 
 
 def assert_close(got, expected, what: str, rtol: float = 1e-5, atol: float = 1e-6) -> None:

@@ -22,6 +22,7 @@ class CheckpointState(CheckpointTally):
     name: str
     goal: str
     hint: str
+    lesson: str
     tests: list
 
 
@@ -29,11 +30,11 @@ def checkpoint_states(results, manifest, group: str) -> list[CheckpointState]:
     """Every checkpoint of `group` (a kata id or "milestones"), in order, with its tests."""
     tests = results.for_group(group)
     if group == MILESTONES:
-        entries = [(m.id, m.goal, m.hints[0]) for m in manifest.milestones]
+        entries = [(m.id, m.goal, m.hints[0], m.lesson) for m in manifest.milestones]
     else:
-        entries = [(c.name, c.goal, c.hints[0]) for c in manifest.by_id[group].checkpoints]
-    states = [CheckpointState(name, goal, hint, [t for t in tests if t.checkpoint == name])
-              for name, goal, hint in entries]
+        entries = [(c.name, c.goal, c.hints[0], c.lesson) for c in manifest.by_id[group].checkpoints]
+    states = [CheckpointState(name, goal, hint, lesson, [t for t in tests if t.checkpoint == name])
+              for name, goal, hint, lesson in entries]
     return [s for s in states if s.tests] if group == MILESTONES else states
 
 
@@ -107,7 +108,10 @@ def first_failure_lines(results, manifest, group: str, mode: str) -> list[str]:
         else:
             lines.append(f"  Finish that kata first, or run this one on the reference's {module}: "
                          f"python -m pytest katas/{group} --scaffold")
+    if test.hint:
+        lines.append(f"  hint: {test.hint}")
     lines.append(f"  hint: {state.hint}")
+    lines.append(f"  lesson: {state.lesson}")
     rest = [t for t in state.tests if t.outcome != PASSED and t is not test]
     if rest:
         lines.append(f"Also red in {state.name}:")

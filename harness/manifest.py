@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +39,8 @@ class ManifestError(ValueError):
 class Checkpoint:
     name: str
     goal: str
-    hints: tuple[str, ...]
+    hints: tuple[str, ...]  # three tiers: a nudge (free, in the ladder), a concrete approach, the near-answer
+    lesson: str  # where the lesson explains it: "Lesson 01, section '...'" (always shown, never counted)
     weight: float = 1.0
 
 
@@ -91,6 +93,7 @@ class Milestone:
     capability: str
     goal: str
     hints: tuple[str, ...]
+    lesson: str
     minutes: int
     weight: float = 1.0
 
@@ -151,8 +154,20 @@ def _require(entry: dict, key: str, kind: type, where: str):
 def _hints(entry: dict, where: str) -> tuple[str, ...]:
     hints = _require(entry, "hints", list, where)
     if len(hints) != 3 or not all(isinstance(h, str) and h.strip() for h in hints):
-        raise ManifestError(f"{where}: 'hints' needs three non-empty tiers (nudge, hint, lesson pointer)")
+        raise ManifestError(f"{where}: 'hints' needs three non-empty tiers (a nudge, a concrete approach, "
+                            "the near-answer)")
     return tuple(hints)
+
+
+def _lesson(entry: dict, where: str) -> str:
+    lesson = _require(entry, "lesson", str, where)
+    if not LESSON_POINTER.search(lesson):
+        raise ManifestError(f"{where}: 'lesson' should read \"Lesson NN, section '<a heading of the lesson>'\", "
+                            f"got {lesson!r}")
+    return lesson
+
+
+LESSON_POINTER = re.compile(r"section '([^']+)'")
 
 
 def parse(text: str) -> Manifest:
@@ -164,12 +179,19 @@ def parse(text: str) -> Manifest:
     capability_names = {name for name, _ in capabilities}
     katas: list[Kata] = []
     seen: set[str] = set()
-    for number, entry in enumerate(data.get("kata", []), start=1):
-        where = f"kata #{number}"
+    previous = 0
+    for position, entry in enumerate(data.get("kata", []), start=1):
+        where = f"kata #{position}"
         kata_id = _require(entry, "id", str, where)
         where = f"kata {kata_id}"
-        if not kata_id.startswith(f"{number:02d}_"):
-            raise ManifestError(f"{where}: katas must be listed in order; expected an id starting {number:02d}_")
+        match = re.fullmatch(r"(\d\d)_[a-z][a-z0-9_]*", kata_id)
+        if not match:
+            raise ManifestError(f"{where}: a kata id is two digits, an underscore and a lower-case name")
+        number = int(match[1])
+        if number <= previous:
+            raise ManifestError(f"{where}: katas must be listed in order of their numbers; it comes after "
+                                f"{previous:02d}")
+        previous = number
         for required in _require(entry, "requires", list, where):
             if required not in seen:
                 raise ManifestError(f"{where}: requires {required!r}, which is not an earlier kata")
@@ -183,6 +205,7 @@ def parse(text: str) -> Manifest:
                 name=_require(cp, "name", str, cp_where),
                 goal=_require(cp, "goal", str, cp_where),
                 hints=_hints(cp, cp_where),
+                lesson=_lesson(cp, cp_where),
                 weight=float(cp.get("weight", 1.0)),
             ))
         names = [c.name for c in checkpoints]
@@ -215,6 +238,7 @@ def parse(text: str) -> Manifest:
             capability=capability,
             goal=_require(entry, "goal", str, where),
             hints=_hints(entry, where),
+            lesson=_lesson(entry, where),
             minutes=_require(entry, "minutes", int, where),
             weight=float(entry.get("weight", 1.0)),
         ))

@@ -7,6 +7,7 @@ network, and replaces pytest's wall of tracebacks with the ladder report.
 
 from __future__ import annotations
 
+import inspect
 import random
 import socket
 from pathlib import Path
@@ -120,7 +121,8 @@ class KataSession:
 
     def note(self, nodeid: str, place: dict) -> TestResult:
         if nodeid not in self.tests:
-            self.tests[nodeid] = TestResult(nodeid, place["group"], place["checkpoint"], checks=place["checks"])
+            self.tests[nodeid] = TestResult(nodeid, place["group"], place["checkpoint"], checks=place["checks"],
+                                            hint=place.get("hint", ""))
         return self.tests[nodeid]
 
     def record(self, nodeid: str, verdict: dict, duration: float) -> None:
@@ -190,6 +192,24 @@ def pytest_ignore_collect(collection_path, config):
     return None if explicitly else True
 
 
+def describe(docstring: str | None, fallback: str) -> tuple[str, str]:
+    """(what a test checks, its own hint) from its docstring.
+
+    The first line says what the test checks. A paragraph that starts with "Hint:" is the
+    test's own hint, shown with the checkpoint's when this test is the first red one: for a
+    mistake the checkpoint's hints do not cover.
+    """
+    text = inspect.cleandoc(docstring or "")
+    if not text:
+        return fallback, ""
+    checks = text.splitlines()[0].strip()
+    hint = ""
+    for paragraph in text.split("\n\n")[1:]:
+        if paragraph.lstrip().startswith("Hint:"):
+            hint = " ".join(paragraph.split()).removeprefix("Hint:").strip()
+    return checks, hint
+
+
 def pytest_collection_modifyitems(session, config, items):
     state = config.stash[SESSION]
     for item in items:
@@ -197,8 +217,8 @@ def pytest_collection_modifyitems(session, config, items):
         if placed is None:
             continue
         group, checkpoint = placed
-        doc = (getattr(getattr(item, "obj", None), "__doc__", None) or "").strip().splitlines()
-        item.stash[PLACE] = {"group": group, "checkpoint": checkpoint, "checks": doc[0] if doc else item.name}
+        checks, hint = describe(getattr(getattr(item, "obj", None), "__doc__", None), item.name)
+        item.stash[PLACE] = {"group": group, "checkpoint": checkpoint, "checks": checks, "hint": hint}
         if item.get_closest_marker("budget"):
             item.add_marker(pytest.mark.xdist_group("budgets"))  # one worker measures budgets, serially
     positions = {id(item): index for index, item in enumerate(items)}

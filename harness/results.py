@@ -50,6 +50,7 @@ class TestResult:
     checkpoint: str
     outcome: str = NOT_RUN
     checks: str = ""  # what the test checks: the first line of its docstring
+    hint: str = ""  # the test's own hint (a "Hint:" paragraph of its docstring), if it has one
     message: str = ""  # the failure, trimmed: expected vs got, or the exception
     location: str = ""  # where it failed: the learner's file and line, or the test's
     blocked_by: str = ""  # a kata whose unfinished stub raised NotImplementedError

@@ -96,12 +96,11 @@ def test_kata_has_its_files(kata):
 
 @pytest.mark.parametrize("kata", KATAS, ids=KATA_IDS)
 def test_lesson_has_every_section_the_hints_point_to(kata):
-    """The third hint tier of each checkpoint names a lesson section that exists."""
+    """Each checkpoint's `lesson` pointer names a section of the kata's lesson that exists."""
     headings = [line.lstrip("#").strip() for line in kata.lesson.read_text(encoding="utf-8").splitlines()
                 if line.startswith("#")]
     for checkpoint in kata.checkpoints:
-        pointer = re.search(r"section '([^']+)'", checkpoint.hints[2])
-        assert pointer, f"{kata.id} · {checkpoint.name}: the third hint should say \"Lesson NN, section '...'\""
+        pointer = manifest_module.LESSON_POINTER.search(checkpoint.lesson)
         assert any(pointer[1] in heading for heading in headings), (
             f"{kata.id} · {checkpoint.name}: the lesson has no section titled {pointer[1]!r}")
 

@@ -35,14 +35,15 @@ capability = "Tensors"
 [[kata.checkpoint]]
 name = "creation"
 goal = "g"
-hints = ["a", "b", "Lesson 01, section 'x'"]
+lesson = "Lesson 01, section 'x'"
+hints = ["a", "b", "c"]
 """
 
 
 def test_manifest_parses_the_real_file_in_order():
     ids = [k.id for k in MANIFEST.katas]
     assert ids and ids == sorted(ids)
-    assert all(k.number == i for i, k in enumerate(MANIFEST.katas, start=1))
+    assert all(k.number == int(k.id[:2]) for k in MANIFEST.katas)
 
 
 def test_manifest_accepts_a_minimal_kata():
@@ -50,10 +51,12 @@ def test_manifest_accepts_a_minimal_kata():
 
 
 @pytest.mark.parametrize("change,message", [
-    (('id = "01_tensor"', 'id = "02_tensor"'), "in order"),
+    (('id = "01_tensor"', 'id = "00_tensor"'), "in order"),
+    (('id = "01_tensor"', 'id = "1_tensor"'), "two digits"),
+    (("lesson = \"Lesson 01, section 'x'\"", 'lesson = "the lesson"'), "section"),
     (('requires = []', 'requires = ["00_nothing"]'), "not an earlier kata"),
     (('capability = "Tensors"\n\n[[kata.checkpoint]]', 'capability = "Magic"\n\n[[kata.checkpoint]]'), "unknown capability"),
-    (('hints = ["a", "b", "Lesson 01, section \'x\'"]', 'hints = ["a"]'), "three non-empty tiers"),
+    (('hints = ["a", "b", "c"]', 'hints = ["a"]'), "three non-empty tiers"),
     (('minutes = 10', 'minutes = "ten"'), "'minutes' should be int"),
 ])
 def test_manifest_errors_name_the_entry_and_field(change, message):
