@@ -37,7 +37,8 @@ collect them. docs/result-format.md describes it for people; here it is for code
 `first_green_at` comes from the progress history: the first time the checkpoint
 passed in a student or scaffold run, which may be earlier than this run (and it
 stays even if the checkpoint is red again now). `hints_used` counts the hint
-tiers shown by `scoreboard.py hint` (0 to 3). Score is the sum of the weights of
+tiers asked for with `scoreboard.py hint` beyond the first, which the ladder shows
+free (0 to 2; files from before the free tier may hold 3). Score is the sum of the weights of
 the checkpoints done now. Readers must ignore fields they do not know; a change
 that removes or redefines a field raises the version.
 """
@@ -142,7 +143,7 @@ def build_result(runs, manifest, impl: str, participant: str, history=None, hint
                 "tests_total": len(checkpoint.tests),
                 "weight": checkpoint.weight,
                 "first_green_at": green["time"] if green else None,
-                "hints_used": min(3, max(0, hints.get(run.target.id, {}).get(checkpoint.name, 0))),
+                "hints_used": min(2, max(0, hints.get(run.target.id, {}).get(checkpoint.name, 0))),
             })
         started_at = clocks[run.target.id]["time"] if run.target.id in clocks else None
         greens = [c["first_green_at"] for c in checkpoints if c["first_green_at"]]
@@ -309,7 +310,10 @@ def _failure_text(run, checkpoint) -> str:
     lines += [f"  {line}" for line in test.message.splitlines()[:8]]
     if test.blocked_by:
         lines.append(f"blocked by kata {test.blocked_by}, which is not finished")
+    if test.hint:
+        lines.append(f"hint: {test.hint}")
     lines.append(f"hint: {checkpoint.hints[0]}")
+    lines.append(f"lesson: {checkpoint.lesson}")
     red = sum(t.outcome != "passed" for t in checkpoint.tests)
     if red > 1:
         lines.append(f"({red} of {len(checkpoint.tests)} tests of this checkpoint are red)")

@@ -13,11 +13,14 @@ The choice is made once per process by putting a finder at the front of
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from harness import manifest as manifest_module
@@ -29,15 +32,57 @@ class ImplementationError(RuntimeError):
     """The requested implementation cannot be served (for example, no reference here)."""
 
 
+IMPORT_SECONDS = float(os.environ.get("TINYTORCH_IMPORT_TIMEOUT") or 10)  # the same limit as one test
+
+
+class ImportTimeout(ImportError):
+    """Importing a learner's module did not finish in time: a loop at module level."""
+
+
 class TinytorchLoader(importlib.machinery.SourceFileLoader):
-    """Load a tinytorch module; a `sys.exit()` while importing becomes an ordinary ImportError."""
+    """Load a tinytorch module; a `sys.exit()` or an endless loop while importing becomes an ImportError."""
 
     def exec_module(self, module):
         try:
-            super().exec_module(module)
+            with _time_limit(self.path, IMPORT_SECONDS):
+                super().exec_module(module)
         except SystemExit as exit_:
             raise ImportError(f"{self.path} called sys.exit({exit_.code}) while being imported; "
                               "a module must define things, not end the program") from None
+
+
+@contextlib.contextmanager
+def _time_limit(path: str, seconds: float):
+    """Stop an import that runs longer than `seconds`, naming the line it was stuck on.
+
+    Test files import the learner's modules while pytest collects them, before any test's own
+    time limit runs, so a `while True:` at module level would hang the whole run. Only the main
+    thread can take a signal, and a timer already running (a test's time limit) is left alone.
+    """
+    usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
+    if not usable:
+        yield
+        return
+
+    def stop(signum, frame):
+        where = ""
+        while frame is not None:  # the innermost frame in the module being imported
+            if frame.f_code.co_filename == path:
+                where = f" (it was at line {frame.f_lineno})"
+                break
+            frame = frame.f_back
+        raise ImportTimeout(f"importing {manifest_module.relative_path(path)} did not finish in {seconds:g} s"
+                            f"{where}: a loop at module level never ends. Code that runs when the file "
+                            "is imported should only define functions and classes.")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class TinytorchFinder(importlib.abc.MetaPathFinder):

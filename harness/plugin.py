@@ -8,14 +8,16 @@ network, and replaces pytest's wall of tracebacks with the ladder report.
 from __future__ import annotations
 
 import inspect
+import os
 import random
+import re
 import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from harness import implementation, ladder
+from harness import implementation, ladder, progress
 from harness import manifest as manifest_module
 from harness.results import (BROKEN, NOT_RUN, PASSED, SKIPPED, STOPPED_AFTER_TIMEOUT, RunResults, TestResult,
                              classify)
@@ -36,6 +38,14 @@ def pytest_addoption(parser):
     group.addoption("--stop-after-timeout", action="store_true",
                     help="after the first test that times out, run no more (the scoreboard's runs: an infinite "
                          "loop then costs one time limit, not one per test that reaches it)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """With pytest-xdist (`-n 2`), hand out tests by group: every budget test goes to one worker,
+    which measures them one after another, and each suite-running fixture of tests/ runs once."""
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
+        config.option.dist = "loadgroup"
 
 
 def _kata_of_path(path: Path):
@@ -87,6 +97,8 @@ class KataSession:
         self.tests: dict[str, TestResult] = {}
         self.ladder_mode = False
         self.collected_order: list[str] = []  # under pytest-xdist, the order the workers collected
+        self.deselected: set[tuple[str, str]] = set()  # (group, checkpoint) with a test left out by -k/-m
+        self.progress_error = ""
 
     # -- collection ------------------------------------------------------------------
 
@@ -137,6 +149,41 @@ class KataSession:
         run_order = {nodeid: i for i, nodeid in enumerate(self.collected_order)}
         tests = sorted(self.tests.values(), key=lambda t: run_order.get(t.nodeid, len(run_order)))
         return sorted(tests, key=lambda t: self.position(t.group, t.checkpoint))  # stable: file order kept
+
+    def partial_selection(self) -> bool:
+        """Whether some of the requested files' tests were left out (`-k`, `-m`, `file::test`)."""
+        option = self.config.option
+        named_tests = any("::" in arg for arg in self.config.args)
+        filtered = bool(getattr(option, "keyword", "") or getattr(option, "markexpr", ""))
+        return named_tests or (filtered and bool(getattr(option, "numprocesses", None)))
+
+    def green_checkpoints(self) -> list[tuple[str, str]]:
+        """(kata, checkpoint) for each checkpoint whose every test ran and passed in this run.
+
+        A milestone is recorded as (its id, its id). A checkpoint with a test left out by
+        `-k`/`-m` is not counted: passing some of its tests is not passing it.
+        """
+        if self.partial_selection():
+            return []
+        by_checkpoint: dict[tuple[str, str], list] = {}
+        for test in self.tests.values():
+            by_checkpoint.setdefault((test.group, test.checkpoint), []).append(test)
+        green = []
+        for (group, checkpoint), tests in by_checkpoint.items():
+            if (group, checkpoint) in self.deselected or group in self.results.collection_errors:
+                continue
+            if all(t.outcome == PASSED for t in tests):
+                green.append((checkpoint, checkpoint) if group == MILESTONES else (group, checkpoint))
+        return green
+
+    def record_progress(self) -> None:
+        """Stamp the first time each checkpoint went green (the learner's runs only)."""
+        if self.mode not in progress.RECORDED_MODES:
+            return
+        try:
+            progress.record_greens(self.green_checkpoints(), self.mode)
+        except OSError as error:  # a read-only folder must not fail the learner's run
+            self.progress_error = f"could not record progress in {progress.progress_dir()}: {error}"
 
     def groups(self) -> list:
         found = {t.group for t in self.tests.values()} | set(self.results.collection_errors)
@@ -225,12 +272,38 @@ def pytest_collection_modifyitems(session, config, items):
     items.sort(key=lambda item: state.order_key(item, positions[id(item)]))
 
 
+def pytest_deselected(items):
+    if _current is None:
+        return
+    for item in items:
+        try:
+            placed = _current.place(item)
+        except pytest.UsageError:
+            placed = None
+        if placed:
+            _current.deselected.add(placed)
+
+
 def pytest_collection_finish(session):
     """Announce every kata test that will run (after -k/-m deselection), so one that never reports is "not run"."""
     state = session.config.stash[SESSION]
     for item in session.items:
         if PLACE in item.stash:
             state.note(item.nodeid, item.stash[PLACE])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """Keep the frames of an import error in a kata test file, even when the ladder hides tracebacks,
+    so the ladder can name the learner's file and line."""
+    option = collector.config.option
+    saved = option.tbstyle
+    if saved == "no" and isinstance(collector, pytest.Module):
+        option.tbstyle = "short"
+    try:
+        return (yield)
+    finally:
+        option.tbstyle = saved
 
 
 def pytest_collectreport(report):
@@ -241,14 +314,43 @@ def pytest_collectreport(report):
         _current.results.collection_errors.setdefault(group, _collection_error_text(report))
 
 
+def _learner_dirs() -> list[str]:
+    dirs = [manifest_module.STUDENT_DIR, manifest_module.REFERENCE_DIR]
+    if os.environ.get("TINYTORCH_STUDENT_DIR"):
+        dirs.append(Path(os.environ["TINYTORCH_STUDENT_DIR"]).resolve())
+    return [str(d) for d in dirs]
+
+
 def _collection_error_text(report) -> str:
+    """Why a test file could not be imported: the learner's file and line first, the error last.
+
+        tinytorch/tensor.py, line 215
+            def broken(:
+        SyntaxError: invalid syntax
+    """
     text = report.longreprtext or ""
-    errors = [line[4:] for line in text.splitlines() if line.startswith("E   ")]
-    stripped = [line.strip().removeprefix("E").strip() for line in text.splitlines()]
-    files = [line for line in stripped if line.startswith("File ") or ".py:" in line]
-    where = next((f for f in reversed(files) if "tinytorch" in f), "")
-    summary = "\n".join(errors[-3:]) if errors else text.strip().splitlines()[-1] if text.strip() else "import failed"
-    return f"{summary}\n{where}".strip()
+    lines = text.splitlines()
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    summary = next((e for e in reversed(errors) if re.match(r"^[\w.]+(Error|Exception|Timeout|Exit)\b", e)), "")
+    if not summary:
+        summary = errors[-1] if errors else (text.strip().splitlines() or ["the import failed"])[-1]
+    summary = summary.replace("harness.implementation.", "")
+    where, code = "", ""
+    frame = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+)|^(?P<file2>\S+\.py):(?P<line2>\d+)')
+    for index, line in enumerate(lines):
+        found = frame.search(line.lstrip("E").strip())
+        if not found:
+            continue
+        file, number = found["file"] or found["file2"], found["line"] or found["line2"]
+        if any(str(Path(file).resolve()).startswith(d) for d in _learner_dirs()):
+            where = f"{manifest_module.relative_path(file)}, line {number}"
+            follow = lines[index + 1] if index + 1 < len(lines) else ""
+            code = follow.removeprefix("E").strip() if follow.startswith((" ", "E ")) else ""
+    parts = [where] if where else []
+    if code and code.strip("^~ "):
+        parts.append(f"    {code}")
+    parts.append(summary)
+    return "\n".join(parts)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -269,7 +371,7 @@ def pytest_runtest_makereport(item, call):
         verdict["outcome"] = SKIPPED
     elif report.failed:
         if call.excinfo is not None:
-            outcome, message, location, blocked_by = classify(call.excinfo.value, place["group"])
+            outcome, message, location, blocked_by = classify(call.excinfo.value, place["group"], place["checkpoint"])
         else:
             outcome, message, location, blocked_by = BROKEN, report.longreprtext[-500:], "", ""
         verdict.update(outcome=outcome, message=message, location=location, blocked_by=blocked_by)
@@ -316,12 +418,15 @@ def pytest_sessionfinish(session, exitstatus):
     path = session.config.getoption("results_json")
     if path:
         state.results.save(Path(path))
+    state.record_progress()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     state = config.stash[SESSION]
     if state.results.groups and not hasattr(config, "workerinput"):
-        ladder.print_report(terminalreporter, state.results, state.manifest, state.mode, verbose=not state.ladder_mode)
+        notes = [f"warning: {state.progress_error}"] if state.progress_error else []
+        ladder.print_report(terminalreporter, state.results, state.manifest, state.mode,
+                            verbose=not state.ladder_mode, notes=notes)
 
 
 @pytest.hookimpl(trylast=True)

@@ -10,13 +10,17 @@ clone); the environment variable TINYTORCH_PROGRESS_DIR moves it elsewhere.
                       {"event": "start", "kata": "01_tensor", "time": "...", "impl": "student"}
                     when `scoreboard.py start` or `watch` started a kata's clock. For a milestone,
                     "kata" and "checkpoint" are both the milestone's id.
-    hints.json      {"01_tensor": {"creation": 2}}: hint tiers shown so far
+                    (`scoreboard.py start KATA --restart` adds a start event with "restart": true;
+                    the kata's earlier events then no longer count.)
+    hints.json      {"01_tensor": {"creation": 2}}: hint tiers asked for so far (0 to 2; the
+                    first tier is shown free in the ladder and is never counted)
     last_run.json   each kata's and milestone's state at its last scoreboard run
     backups/        learners' files saved by `scoreboard.py reset`
     results/        result files written by `scoreboard.py watch` (unless it was given --out)
 
-Only runs of the learner's own code (student and scaffold modes) are recorded: a
-reference run proves nothing about the learner. Old history lines are never
+Every kata run records its first greens, plain `python -m pytest katas/...` as much as
+the scoreboard. Only runs of the learner's own code (student and scaffold modes) are
+recorded: a reference run proves nothing about the learner. Old history lines are never
 rewritten; a line that cannot be read is skipped with a warning.
 """
 
@@ -25,8 +29,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: appends of one line are still whole; duplicates are harmless
+    fcntl = None
 
 from harness import manifest as manifest_module
 
@@ -109,10 +119,18 @@ def read_history(path: Path | None = None) -> list[dict]:
     return events
 
 
+def since_restart(history: list[dict]) -> list[dict]:
+    """The events that still count: for a kata whose clock was restarted, only those from the
+    last restart on."""
+    last_restart = {event["kata"]: index for index, event in enumerate(history)
+                    if event.get("event") == START and event.get("restart") is True}
+    return [event for index, event in enumerate(history) if index >= last_restart.get(event["kata"], 0)]
+
+
 def first_greens(history: list[dict]) -> dict[tuple[str, str], dict]:
-    """(kata, checkpoint) -> the event of the first time it went green."""
+    """(kata, checkpoint) -> the event of the first time it went green (since any restart)."""
     firsts: dict[tuple[str, str], dict] = {}
-    for event in history:
+    for event in since_restart(history):
         if event.get("event", GREEN) == GREEN and isinstance(event.get("checkpoint"), str):
             key = (event["kata"], event["checkpoint"])
             if key not in firsts or parse_time(event["time"]) < parse_time(firsts[key]["time"]):
@@ -121,12 +139,28 @@ def first_greens(history: list[dict]) -> dict[tuple[str, str], dict]:
 
 
 def starts(history: list[dict]) -> dict[str, dict]:
-    """kata -> the event of the first time its clock was started."""
+    """kata -> the event of the first time its clock was started (since any restart)."""
     firsts: dict[str, dict] = {}
-    for event in history:
+    for event in since_restart(history):
         if event.get("event") == START and event["kata"] not in firsts:
             firsts[event["kata"]] = event
     return firsts
+
+
+@contextmanager
+def history_lock():
+    """Hold the progress folder's lock: two runs at once (a kata run and the scoreboard, or two
+    terminals) each read the history and append to it, and must not both add the same event."""
+    folder = progress_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def append_history(events: list[dict], path: Path | None = None) -> None:
@@ -145,23 +179,34 @@ def record_greens(green: list[tuple[str, str]], impl: str, time: str | None = No
 
     Returns the events written (none for a reference run).
     """
-    if impl not in RECORDED_MODES:
+    if impl not in RECORDED_MODES or not green:
         return []
-    known = first_greens(read_history())
-    time = time or now()
-    new = [{"event": GREEN, "kata": kata, "checkpoint": checkpoint, "time": time, "impl": impl}
-           for kata, checkpoint in green if (kata, checkpoint) not in known]
-    append_history(new)
+    with history_lock():
+        known = first_greens(read_history())
+        time = time or now()
+        new = [{"event": GREEN, "kata": kata, "checkpoint": checkpoint, "time": time, "impl": impl}
+               for kata, checkpoint in green if (kata, checkpoint) not in known]
+        append_history(new)
     return new
 
 
-def record_start(kata: str, impl: str, time: str | None = None) -> dict:
-    """Start a kata's clock, once: the first start event wins. Returns the one in force."""
-    known = starts(read_history())
-    if kata in known:
-        return known[kata]
-    event = {"event": START, "kata": kata, "time": time or now(), "impl": impl}
-    append_history([event])
+def record_start(kata: str, impl: str, time: str | None = None, restart: bool = False) -> dict:
+    """Start a kata's clock, once: the first start event since the last restart wins.
+
+    `restart` starts it afresh (a workshop after a practice run): the kata's earlier clock,
+    first greens and hints no longer count, though the history keeps every line.
+    Returns the start event in force.
+    """
+    with history_lock():
+        known = starts(read_history())
+        if kata in known and not restart:
+            return known[kata]
+        event = {"event": START, "kata": kata, "time": time or now(), "impl": impl}
+        if restart:
+            event["restart"] = True
+        append_history([event])
+    if restart:
+        forget_hints(kata)
     return event
 
 
@@ -184,6 +229,12 @@ def set_hints_shown(kata: str, checkpoint: str, tiers: int) -> None:
     data = hints_shown()
     data.setdefault(kata, {})[checkpoint] = tiers
     write_json(hints_path(), data)
+
+
+def forget_hints(kata: str) -> None:
+    data = hints_shown()
+    if data.pop(kata, None) is not None:
+        write_json(hints_path(), data)
 
 
 # -- the last run -------------------------------------------------------------------

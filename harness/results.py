@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness import manifest as manifest_module
 from harness import progress
+from harness.text import plain_numbers
 
 PASSED, NOT_STARTED, WRONG, BROKEN = "passed", "not started", "wrong", "broken"
 SKIPPED = "skipped"  # never legitimate in a kata suite; recorded so the contract tests can see it
@@ -91,25 +92,46 @@ def _innermost_location(exc: BaseException, prefer_learner: bool) -> str:
         for frame in reversed(frames):
             if _is_learner_file(frame.filename):
                 return f"{manifest_module.relative_path(frame.filename)}:{frame.lineno} in {frame.name}"
-    for frame in reversed(frames):
-        if "/katas/" in frame.filename.replace(os.sep, "/"):
-            return f"{manifest_module.relative_path(frame.filename)}:{frame.lineno} in {frame.name}"
+    in_katas = [f for f in frames if "/katas/" in f.filename.replace(os.sep, "/")]
+    # A failure inside a helper of the test file is reported where the test called the helper.
+    for frame in reversed([f for f in in_katas if f.name.startswith("test")] or in_katas):
+        return f"{manifest_module.relative_path(frame.filename)}:{frame.lineno} in {frame.name}"
     if frames:
         return f"{manifest_module.relative_path(frames[-1].filename)}:{frames[-1].lineno} in {frames[-1].name}"
     return ""
 
 
-def _trim(text: str, lines: int = 8, width: int = 160) -> str:
-    kept = [line[:width] for line in text.strip().splitlines()[:lines]]
-    return "\n".join(kept)
+def _trim(text: str, lines: int = 8, width: int = 2000) -> str:
+    """At most `lines` lines; lines are wrapped, not cut, when shown (a guard against huge reprs only)."""
+    kept = [line if len(line) <= width else line[:width] + " …" for line in text.strip().splitlines()[:lines]]
+    return plain_numbers("\n".join(kept))
 
 
-def classify(exc: BaseException, group: str) -> tuple[str, str, str, str]:
-    """(outcome, message, location, blocked_by) for an exception raised by a kata test."""
+def _later_checkpoint(group: str, checkpoint: str, stub: re.Match | None) -> str:
+    """The stub's checkpoint, when it comes after the test's own one in the same kata ("" otherwise)."""
+    if not stub or stub["kata"] != group or not checkpoint or stub["checkpoint"] == checkpoint:
+        return ""
+    kata = manifest_module.load().by_id.get(group)
+    names = [c.name for c in kata.checkpoints] if kata else []
+    if checkpoint in names and stub["checkpoint"] in names and names.index(stub["checkpoint"]) > names.index(checkpoint):
+        return stub["checkpoint"]
+    return ""
+
+
+def classify(exc: BaseException, group: str, checkpoint: str = "") -> tuple[str, str, str, str]:
+    """(outcome, message, location, blocked_by) for an exception raised by a kata test of `checkpoint`."""
     name = type(exc).__name__
     text = str(exc)
     if isinstance(exc, NotImplementedError):
         stub = STUB_MESSAGE.match(text)
+        later = _later_checkpoint(group, checkpoint, stub)
+        if later:  # e.g. numpy walked a Tensor with len() and [] because __init__ did not unwrap it
+            reached = _innermost_location(exc, True)
+            return WRONG, (f"This test of {checkpoint} reached code of the later checkpoint {later} "
+                           f"({reached}), which is not written yet; code for {checkpoint} should not need it. "
+                           f"Look at what your {checkpoint} code calls (numpy calls len() and [] on an object "
+                           "it does not recognise as an array, for example)."), \
+                _innermost_location(exc, False), ""
         blocked_by = stub["kata"] if stub and stub["kata"] != group else ""
         return NOT_STARTED, _trim(text, 3), _innermost_location(exc, True), blocked_by
     if isinstance(exc, AssertionError):

@@ -50,7 +50,7 @@ class Target:
     test_file: Path
     capability: str
     minutes: int
-    checkpoints: tuple  # ((name, goal, hints, weight), ...) in order
+    checkpoints: tuple  # ((name, goal, hints, lesson, weight), ...) in order
 
     @property
     def command(self) -> str:
@@ -62,10 +62,10 @@ class Target:
 def targets(manifest) -> list[Target]:
     """Every kata, then every milestone, in manifest order."""
     found = [Target(k.id, KATA, k.title, f"{k.number:02d} {k.title}", k.test_file, k.capability, k.minutes,
-                    tuple((c.name, c.goal, c.hints, c.weight) for c in k.checkpoints))
+                    tuple((c.name, c.goal, c.hints, c.lesson, c.weight) for c in k.checkpoints))
              for k in manifest.katas]
     found += [Target(m.id, MILESTONE, m.title, m.id, m.test_file, m.capability, m.minutes,
-                     ((m.id, m.goal, m.hints, m.weight),))
+                     ((m.id, m.goal, m.hints, m.lesson, m.weight),))
               for m in manifest.milestones]
     return found
 
@@ -93,6 +93,7 @@ class CheckpointRun(CheckpointTally):
     name: str
     goal: str
     hints: tuple
+    lesson: str
     weight: float
     tests: list = field(default_factory=list)  # harness.results.TestResult, in run order
 
@@ -167,8 +168,8 @@ def group_from_results(target: Target, results: RunResults | None, broken: str =
     if results is not None:
         group = MILESTONES if target.kind == MILESTONE else target.id
         tests = [t for t in results.tests if t.group == group]
-    checkpoints = [CheckpointRun(name, goal, hints, weight, [t for t in tests if t.checkpoint == name])
-                   for name, goal, hints, weight in target.checkpoints]
+    checkpoints = [CheckpointRun(name, goal, hints, lesson, weight, [t for t in tests if t.checkpoint == name])
+                   for name, goal, hints, lesson, weight in target.checkpoints]
     return GroupRun(target, checkpoints, broken=broken, seconds=seconds)
 
 

@@ -149,9 +149,12 @@ def next_step_lines(runs, mode: str, width: int) -> list[str]:
         lines += [f"          {line}" for line in message[1:3]]
         if run.state == BLOCKED:
             lines.append(_blocked_note(target, test, mode))
+    if test is not None and test.hint:
+        lines.append(f"  hint    {test.hint}")
     lines.append(f"  hint    {checkpoint.hints[0]}")
+    lines.append(f"  lesson  {checkpoint.lesson}")
     lines.append(f"  run     {run_command}")
-    lines.append(f"  stuck?  {hint_command}   (a stronger hint each time)")
+    lines.append(f"  stuck?  {hint_command}   (a more direct hint each time)")
     wrapped = []
     for line in lines:
         wrapped += _wrap(line, width, " " * 10) or [""]
@@ -269,26 +272,32 @@ def command_hint(manifest, mode: str, args, width: int) -> int:
     if checkpoint is None:
         print(f"{target.id}: all {run.total} checkpoints are done. No hint needed.")
         return 0
-    shown = progress.hints_shown().get(target.id, {}).get(checkpoint.name, 0)
-    tier = min(shown + 1, len(checkpoint.hints))
+    asked = progress.hints_shown().get(target.id, {}).get(checkpoint.name, 0)  # tiers 2 and 3 asked for
+    extra = len(checkpoint.hints) - 1
+    tier = min(asked + 1, extra) + 1  # the tier this call reveals: 2, then 3
     lines = [_heading(target, checkpoint), f"  goal    {checkpoint.goal}"]
     if test is not None:
         lines.append(f"  test    {test.nodeid.split('::')[-1]} ({test.outcome}): {test.checks}")
+        if test.hint:
+            lines.append(f"  note    {test.hint}")
         if test.blocked_by:
             lines.append(_blocked_note(target, test, mode))
-    lines += ["", f"Hint {tier} of {len(checkpoint.hints)}: {checkpoint.hints[tier - 1]}", ""]
-    if shown >= len(checkpoint.hints):
-        lines.append("You have seen every hint for this checkpoint; that was the last one again.")
+    lines += ["", f"Hint 1 of {len(checkpoint.hints)} (free): {checkpoint.hints[0]}"]
+    for shown_tier in range(2, tier + 1):
+        lines.append(f"Hint {shown_tier} of {len(checkpoint.hints)}: {checkpoint.hints[shown_tier - 1]}")
+    lines += [f"Lesson: {checkpoint.lesson}", ""]
+    if asked >= extra:
+        lines.append("You have seen every hint for this checkpoint.")
     elif tier == len(checkpoint.hints):
-        lines.append("That was the last hint for this checkpoint.")
+        lines.append("That was the last hint for this checkpoint: the lesson section has the rest.")
     else:
         lines.append(f"Still stuck? `python scoreboard.py hint {target.id}{_mode_flag(mode, target)}` "
-                     "again gives a stronger hint.")
+                     "again shows the next, more direct hint.")
     for line in lines:
         print("\n".join(_wrap(line, width, " " * 10)) if line else "")
-    if mode in progress.RECORDED_MODES and tier > shown:
+    if mode in progress.RECORDED_MODES and tier - 1 > asked:
         try:
-            progress.set_hints_shown(target.id, checkpoint.name, tier)
+            progress.set_hints_shown(target.id, checkpoint.name, tier - 1)
         except OSError as error:
             print(f"warning: could not remember the hint in {progress.progress_dir()}: {error}", file=sys.stderr)
     return 0

@@ -15,8 +15,9 @@ from harness import manifest as manifest_module
 from tests.contract import ROOT, child_environment, in_parallel, run_suite, tail
 
 MANIFEST = manifest_module.load()
-# Their session fixtures run many kata suites in subprocesses: a longer limit than a kata test's.
-pytestmark = pytest.mark.timeout(900)
+# Their session fixture runs many kata suites in subprocesses: a longer limit than a kata test's,
+# and one pytest-xdist worker for the whole module, so the fixture runs once.
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("mutants")]
 MUTANT_DIR = ROOT / "tests" / "mutants"
 
 

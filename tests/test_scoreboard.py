@@ -305,21 +305,25 @@ def test_reset_restores_the_stub_and_keeps_a_backup(scenarios):
     assert backups[0].read_bytes() == (copy / "reference" / "tinytorch" / "tensor.py").read_bytes()
 
 
-def test_hints_advance_one_tier_at_a_time_and_are_reported(scenarios):
+def test_hints_advance_one_tier_at_a_time_and_only_asked_tiers_count(scenarios):
+    """Tier 1 and the lesson are free (the ladder shows them); each `hint` reveals one more tier."""
     copy, (start, *hints, final) = outcome(scenarios, "hints")
     assert start.code == 0 and "clock started" in start.out
     checkpoint = ACTIVATIONS.checkpoints[0]
-    for tier, run in enumerate(hints, start=1):
+    for asked, run in enumerate(hints, start=1):
         assert run.code == 0, run.err
-        assert f"Hint {tier} of 3" in run.out
-        assert flat(checkpoint.hints[tier - 1]) in flat(run.out)
-    assert "last hint" in hints[-1].out
+        assert "Hint 1 of 3 (free)" in run.out and flat(checkpoint.lesson) in flat(run.out)
+        revealed = min(asked, 2) + 1
+        for tier in range(2, 4):
+            assert (flat(f"Hint {tier} of 3: {checkpoint.hints[tier - 1]}") in flat(run.out)) == (tier <= revealed), (
+                asked, tier, run.out)
+    assert "last hint" in hints[1].out and "every hint" in hints[2].out
     shown = json.loads((copy / ".progress" / "hints.json").read_text(encoding="utf-8"))
-    assert shown == {ACTIVATIONS.id: {checkpoint.name: 3}}
+    assert shown == {ACTIVATIONS.id: {checkpoint.name: 2}}
     result = final.json()
     assert validate_result(result) == []
     (activations,) = result["katas"]
-    assert activations["checkpoints"][0]["hints_used"] == 3
+    assert activations["checkpoints"][0]["hints_used"] == 2
     assert activations["started_at"] is not None and activations["elapsed_seconds"] is None
 
 
