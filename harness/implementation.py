@@ -164,3 +164,38 @@ def install_from_argv(argv: list[str] | None = None) -> TinytorchFinder:
             mode = "scaffold"
             argv.remove(arg)
     return install(mode)
+
+
+# -- for the milestone scripts -------------------------------------------------------------
+
+
+def script_usage(script: str) -> str:
+    """A milestone script's usage line; a copy without the reference has no option to offer."""
+    if manifest_module.REFERENCE_DIR.is_dir():
+        return f"usage: python {script} [--impl=reference]   (without options: your own tinytorch/)"
+    return f"usage: python {script}   (it runs your own tinytorch/)"
+
+
+def choose_for_script(argv: list[str]) -> None:
+    """A milestone script's command line: `--impl=student|reference` (or TINYTORCH_IMPL); no scaffold,
+    since a milestone runs the whole package. Exits with a usage message for anything else."""
+    script = argv[0]
+    if "-h" in argv[1:] or "--help" in argv[1:]:
+        print(script_usage(script))
+        raise SystemExit(0)
+    if "--scaffold" in argv[1:] or "--impl=scaffold" in argv[1:]:
+        raise SystemExit("a milestone runs the whole package, so --scaffold has no meaning here: run it on your "
+                         "own tinytorch.\n" + script_usage(script))
+    try:
+        install_from_argv(argv)
+    except ImplementationError as error:
+        raise SystemExit(f"{error}\n{script_usage(script)}") from None
+    if argv[1:]:
+        raise SystemExit(f"unknown option(s) {' '.join(argv[1:])}\n{script_usage(script)}")
+
+
+def not_finished_message(script: str, error: BaseException) -> str:
+    compare = (f", or watch the reference with `python {script} --impl=reference`"
+               if manifest_module.REFERENCE_DIR.is_dir() else "")
+    return (f"\nYour tinytorch is not finished yet: {error}\n"
+            f"Run `python -m pytest katas` to see the next step{compare}.")

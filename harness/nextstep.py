@@ -36,7 +36,7 @@ def clock_text(kata_id: str, checkpoints: list[str], history: list[dict]) -> str
 
 
 def _flag(mode: str) -> str:
-    return " --scaffold" if mode == "scaffold" else ""
+    return {"scaffold": " --scaffold", "reference": " --impl=reference"}.get(mode, "")
 
 
 def next_lines(manifest, finished: list[str], mode: str, history: list[dict]) -> list[str]:

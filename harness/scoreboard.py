@@ -8,6 +8,7 @@
     python scoreboard.py hint 03            the next hint for your first red checkpoint of kata 03
     python scoreboard.py list               every kata and milestone: last state, workshop minutes
     python scoreboard.py start 03           start kata 03's clock (the result file reports elapsed time)
+    python scoreboard.py start 03 --restart start it afresh: earlier first greens and hints no longer count
     python scoreboard.py reset 03 [--yes]   put back kata 03's pristine stub (your file is backed up)
 
 A learner's crash, hang, `sys.exit()` or syntax error costs that kata only: it is
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 
 from harness import manifest as manifest_module
-from harness import progress, stubs
+from harness import nextstep, progress, stubs
 from harness.grades import (CAPABILITY_STATES, EARNED, build_result, capabilities,
                             gradescope_results, participant_name, repository_commit, validate_result)
 from harness.runs import BLOCKED, KATA, MILESTONE, NO_TESTS, find_target, run_targets, targets
@@ -127,9 +128,17 @@ def next_step_lines(runs, mode: str, width: int) -> list[str]:
     """Where to go next: the first kata (then milestone) that is not finished."""
     pending = [r for r in runs if r.ran and not r.finished]
     if not pending:
-        if any(r.ran for r in runs):
-            return ["Next step: nothing -- everything that has tests is green. Well done."]
-        return ["Next step: no kata has tests yet."]
+        ran = [r for r in runs if r.ran]
+        if not ran:
+            return ["Next step: no kata has tests yet."]
+        manifest = manifest_module.load()
+        if len(ran) == len(runs) == len(targets(manifest)):
+            return ["Next step: nothing -- every kata and milestone is green. Well done: you built it."]
+        names = ", ".join(r.target.id for r in ran)
+        history = progress.read_history() if mode in progress.RECORDED_MODES else []
+        lines = [f"Everything run here is green ({names})."]
+        lines += nextstep.next_lines(manifest, [r.target.id for r in ran], mode, history)
+        return [wrapped for line in lines for wrapped in _wrap(line, width, "  ")]
     run = pending[0]
     target = run.target
     run_command = target.command + _mode_flag(mode, target)
@@ -355,9 +364,18 @@ def command_start(manifest, mode: str, args) -> int:
     if mode not in progress.RECORDED_MODES:
         print("The reference's runs are not recorded, so there is no clock to start.")
         return 2
-    event = progress.record_start(target.id, mode)
-    print(f"{target.id}'s clock started at {event['time']} (UTC). "
+    known = progress.starts(progress.read_history()).get(target.id)
+    event = progress.record_start(target.id, mode, restart=args.restart)
+    if known is not None and not args.restart:
+        print(f"{target.id}'s clock has been running since {event['time']} (UTC); it keeps counting from then. "
+              f"To start it afresh (a workshop after a practice run), with its first greens and hints "
+              f"forgotten: python scoreboard.py start {target.id} --restart")
+        return 0
+    again = "restarted" if args.restart else "started"
+    print(f"{target.id}'s clock {again} at {event['time']} (UTC). "
           "The result file (python scoreboard.py --json) reports the time from here to each checkpoint.")
+    if args.restart:
+        print("Earlier first greens and hints of this kata no longer count; the history keeps them.")
     return 0
 
 
@@ -389,11 +407,16 @@ def parse_args(argv):
     parser.add_argument("--kata-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"wall-clock limit for one kata's run (default {DEFAULT_TIMEOUT})")
     parser.add_argument("--yes", action="store_true", help="reset without asking")
+    parser.add_argument("--restart", action="store_true",
+                        help="with start: start the kata's clock afresh; its earlier first greens and hints "
+                             "no longer count (the history keeps them)")
     args = parser.parse_args(argv)
     if args.command in ("hint", "reset", "start") and not args.target:
         parser.error(f"{args.command} needs a kata, e.g. `python scoreboard.py {args.command} 01_tensor`")
     if args.command in ("run", "list") and args.target:
         parser.error(f"unexpected {args.target!r}; to run one kata use --kata {args.target}")
+    if args.restart and args.command != "start":
+        parser.error("--restart goes with start: python scoreboard.py start KATA --restart")
     if args.jobs < 1 or args.kata_timeout <= 0:
         parser.error("--jobs and --kata-timeout must be positive")
     return args

@@ -214,38 +214,59 @@ def checkpoint_lines(session: Session, width: int) -> list[str]:
     return lines
 
 
-def render_frame(session: Session, running: bool, queued: bool, width: int, now: float | None = None) -> str:
-    """The whole screen: header, clock, ladder, checkpoints with first-green times, next step."""
+def render_frame(session: Session, running: bool, queued: bool, width: int, now: float | None = None,
+                 height: int | None = None) -> str:
+    """The whole screen: header, clock, ladder, checkpoints with first-green times, next step.
+
+    With a `height` (a terminal's rows), the frame is made to fit it: the next step and its
+    message come first among what is kept, then the checkpoints, then everything else.
+    """
     target = session.target
     left = session.remaining(now)
     clock = f"time left {format_clock(math.ceil(left))} of {format_clock(session.minutes * 60)}" if left > 0 \
         else "time is up"
     title = f"TinyTorch Katas · watch {target.label} · {session.mode} mode"
     gap = max(2, width - len(title) - len(clock))
-    lines = [title + " " * gap + clock]
+    head = [title + " " * gap + clock]
     if running:
         status = "running… (saved again meanwhile: one more run after this one)" if queued else "running…"
     elif session.last_finished:
         status = f"idle; last run at {session.last_finished} took {session.last.seconds:.1f} s"
     else:
         status = "idle"
-    lines.append(f"Status: {status}")
-    lines.append(f"Watching {_shown(session.student_dir)}/: save a file to run again, Ctrl-C to stop.")
+    head.append(f"Status: {status}")
+    watching = [f"Watching {_shown(session.student_dir)}/: save a file to run again, Ctrl-C to stop."]
     if session.clock_started_before and session.clock_start:
-        lines.append(f"(this kata's clock started earlier, at {session.clock_start}; "
-                     "checkpoint times count from then)")
+        watching.append(f"(this kata's clock started earlier, at {session.clock_start}; "
+                        "checkpoint times count from then)")
     if session.error:
-        lines.append(f"The harness could not run the kata: {session.error}")
-    lines.append("")
-    if session.last is not None:
-        lines += group_lines([session.last], width)
-    else:
-        lines.append(f"  {target.label}: the first run is on its way")
-    lines.append("")
-    lines += checkpoint_lines(session, width)
-    if session.last is not None:
-        lines.append("")
-        lines += next_step_lines([session.last], session.mode, width)
+        head.append(f"The harness could not run the kata: {session.error}")
+    board = group_lines([session.last], width) if session.last is not None \
+        else [f"  {target.label}: the first run is on its way"]
+    checkpoints = checkpoint_lines(session, width)
+    step = next_step_lines([session.last], session.mode, width) if session.last is not None else []
+
+    def assemble(parts) -> list[str]:
+        lines = []
+        for part in parts:
+            if part:
+                lines += ([""] if lines and part is not watching else []) + part
+        return lines
+
+    lines = assemble([head, watching, board, checkpoints, step])
+    if height is None or len(lines) <= height:
+        return "\n".join(lines)
+    # Too tall for the terminal: drop what the rest of the screen already says, in this order.
+    step = [line for line in step if not line.startswith("  run ")]  # watch runs it on every save
+    lines = assemble([head, watching, board, checkpoints, step])
+    if len(lines) > height:
+        lines = assemble([head, checkpoints, step])  # the bar repeats the checkpoints' count
+    if len(lines) > height:
+        lines = head + checkpoints + step
+    if len(lines) > height:  # keep the next step whole; show as many checkpoints as fit
+        room = max(0, height - len(head) - len(step))
+        shown = checkpoints[:room]
+        lines = (head + shown + step)[:height]
     return "\n".join(lines)
 
 
@@ -266,9 +287,15 @@ def summary_lines(session: Session, reason: str, cut_short: bool, result: dict |
         name_width = max(len(c["name"]) for c in kata["checkpoints"]) + 2
         for checkpoint in kata["checkpoints"]:
             green = checkpoint["first_green_at"]
-            when = f"green at {session.since_start(green)} ({green})" if green else "not green yet"
-            lines.append(f"  {'[x]' if checkpoint['done'] else '[ ]'} {checkpoint['name']:<{name_width}}{when:<40}"
-                         f"hints used: {checkpoint['hints_used']}")
+            since = session.since_start(green) if green else ""
+            if not green:
+                when = "not green yet"
+            elif since.startswith("+"):
+                when = f"green at {since} ({green})"
+            else:
+                when = f"green {since} ({green})" if since != green else f"green at {green}"
+            lines.append(f"  {'[x]' if checkpoint['done'] else '[ ]'} {checkpoint['name']:<{name_width}}{when:<38}"
+                         f"  hints used: {checkpoint['hints_used']}")
         lines.append(f"Hints used in all: {sum(c['hints_used'] for c in kata['checkpoints'])}")
     lines.append(written)
     return lines
@@ -297,6 +324,11 @@ class Screen:
     @property
     def width(self) -> int:
         return max(60, min(100, shutil.get_terminal_size((80, 24)).columns - 2))
+
+    @property
+    def height(self) -> int | None:
+        """The rows a frame may use on a terminal (one is left for the cursor); none in a log."""
+        return max(10, shutil.get_terminal_size((80, 24)).lines - 1) if self.tty else None
 
     def show(self, frame: str) -> None:
         if self.tty:
@@ -436,7 +468,7 @@ def watch(session: Session, screen: Screen, poll: float, timeout: float, signals
                     runner.start()
             second = math.ceil(left)
             if ran or (screen.tty and (saved or second != shown_second)):
-                screen.show(render_frame(session, runner.running, bool(queued), screen.width, now))
+                screen.show(render_frame(session, runner.running, bool(queued), screen.width, now, screen.height))
                 shown_second = second
             # sleep until the next poll, the next tick of the clock or the end of a run, whichever is first
             wake.wait(max(0.01, min(poll, left - (second - 1))))
@@ -491,6 +523,9 @@ def parse_args(argv):
                         help=f"how often to look for saved files (default {DEFAULT_POLL})")
     parser.add_argument("--kata-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"wall-clock limit for one run of the kata (default {DEFAULT_TIMEOUT})")
+    parser.add_argument("--restart", action="store_true",
+                        help="start the kata's clock afresh: first greens and hints from before (a practice "
+                             "run) no longer count")
     args = parser.parse_args(argv)
     if args.minutes is not None and not (0 < args.minutes <= 24 * 60):
         parser.error(f"--minutes must be more than 0 and at most a day, got {args.minutes:g}")
@@ -529,15 +564,15 @@ def _request(args):
     return None, (manifest, target, mode, student_dir)
 
 
-def _start_clock(session: Session, signals: Signals) -> None:
-    """Record the kata's start (the first start wins) and read the history once."""
+def _start_clock(session: Session, signals: Signals, restart: bool = False) -> None:
+    """Record the kata's start (the first start wins, unless `restart`) and read the history once."""
     if session.mode not in progress.RECORDED_MODES:
         return
     try:
         with signals.critical():
             kata = session.target.id
-            session.clock_started_before = kata in progress.starts(progress.read_history())
-            session.clock_start = progress.record_start(kata, session.mode)["time"]
+            session.clock_started_before = kata in progress.starts(progress.read_history()) and not restart
+            session.clock_start = progress.record_start(kata, session.mode, restart=restart)["time"]
             session.history = progress.read_history()
     except OSError as error:
         print(f"warning: could not record the start in {progress.progress_dir()}: {error}", file=sys.stderr)
@@ -554,7 +589,7 @@ def _watch_and_finish(args, signals: Signals) -> int:
     session = Session(target, manifest, mode, minutes, participant,
                       args.out or default_out(participant, target), student_dir)
     commit = repository_commit()
-    _start_clock(session, signals)
+    _start_clock(session, signals, restart=args.restart)
     screen = Screen()
     try:
         reason, cut_short = watch(session, screen, args.poll, args.kata_timeout, signals, commit)

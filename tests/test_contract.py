@@ -269,3 +269,27 @@ def test_runs_write_nothing_inside_the_repository(pristine_runs, coverage_runs, 
     changed = sorted(path for path in set(repository_before) | set(after)
                      if repository_before.get(path) != after.get(path))
     assert not changed, f"running the katas changed files in the repository: {changed[:10]}"
+
+
+# -- 7. no text sends a learner to a kata that does not exist yet --------------------------------------
+
+_KATA_MENTION = re.compile(r"\b(?:katas?|--kata)[ /](\d{2})(?:[-–](\d{2}))?(?!\d)")
+
+
+def _learner_texts():
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    files += sorted(p for p in (ROOT / "katas").rglob("*") if p.suffix in (".md", ".py", ".toml"))
+    return [p for p in files if p.is_file()]
+
+
+def test_no_text_names_a_kata_that_is_not_in_the_manifest():
+    """A lesson, doc or message may point only at katas the manifest lists: "kata 14", "katas/18_x", "--kata 12"."""
+    known = {kata.number for kata in MANIFEST.katas}
+    found = []
+    for path in _learner_texts():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            for match in _KATA_MENTION.finditer(line):
+                numbers = [int(n) for n in match.groups() if n]
+                if any(n not in known for n in numbers):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {match[0]!r} in: {line.strip()[:100]}")
+    assert not found, "texts name katas that do not exist (yet):\n" + "\n".join(found)

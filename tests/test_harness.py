@@ -3,9 +3,13 @@ outcome classification, budget helpers, and the ladder a learner sees."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -219,3 +223,119 @@ def test_stop_after_timeout_ends_the_run_at_the_first_infinite_loop(tmp_path):
     assert outcomes[0] == BROKEN and "timed out" in results.tests[0].message
     assert set(outcomes[1:]) == {"not run"}, outcomes
     assert "no more tests" in completed.stdout
+
+
+# -- the learner's loop: imports that hang, first greens, finishing, locations -----------------------
+
+
+def _learner_copy(tmp_path, **edits) -> Path:
+    """A tinytorch folder of pristine stubs, with `module=(find, replace)` or `module=text` edits."""
+    student = tmp_path / "tinytorch"
+    stubs.write_stubs(student)
+    for module, edit in edits.items():
+        path = student / f"{module}.py"
+        if isinstance(edit, tuple):
+            text = path.read_text(encoding="utf-8")
+            assert edit[0] in text, edit[0]
+            path.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+        else:
+            path.write_text(edit, encoding="utf-8")
+    return student
+
+
+def _ladder_run(tmp_path, student, target, *flags, progress=None, timeout=60):
+    """A learner's plain pytest run (the ladder, not -v) of `target`, in a fresh process."""
+    env = child_environment(TINYTORCH_STUDENT_DIR=student, TINYTORCH_IMPORT_TIMEOUT=2,
+                            TINYTORCH_PROGRESS_DIR=progress or tmp_path / "progress")
+    return subprocess.run([sys.executable, "-m", "pytest", str(target), "-p", "no:cacheprovider", *flags],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def test_a_loop_at_module_level_costs_the_kata_one_time_limit_and_names_the_line(tmp_path):
+    reference_tensor = (manifest_module.REFERENCE_DIR / "tensor.py").read_text(encoding="utf-8")
+    student = _learner_copy(tmp_path, tensor=reference_tensor + "\nwhile True:\n    pass\n")
+    lines = reference_tensor.count("\n")
+    started = time.monotonic()
+    done = _ladder_run(tmp_path, student, ROOT / "katas" / "02_activations")
+    assert time.monotonic() - started < 30, "the run should stop after the import time limit"
+    assert "BROKEN" in done.stdout and "did not finish in 2 s" in done.stdout, done.stdout[-2000:]
+    assert f"tensor.py, line {lines + 2}" in done.stdout and "kata 01_tensor's module" in done.stdout, done.stdout[-2000:]
+
+
+def test_a_syntax_error_names_the_learners_file_and_line(tmp_path):
+    student = _learner_copy(tmp_path, activations=("def relu(x: Tensor) -> Tensor:", "def relu(x: Tensor) -> Tensor"))
+    done = _ladder_run(tmp_path, student, ROOT / "katas" / "02_activations")
+    assert "BROKEN: importing the tests stopped in" in done.stdout and "activations.py, line" in done.stdout, done.stdout
+    assert "SyntaxError" in done.stdout and "could not even be imported" not in done.stdout
+
+
+def test_plain_pytest_records_first_greens_and_finishing_names_the_next_kata(tmp_path):
+    reference = (manifest_module.REFERENCE_DIR / "activations.py").read_text(encoding="utf-8")
+    student = _learner_copy(tmp_path, activations=reference)
+    progress_dir = tmp_path / "progress"
+    done = _ladder_run(tmp_path, student, ROOT / "katas" / "02_activations", "--scaffold", progress=progress_dir)
+    assert done.returncode == 0, done.stdout[-2000:]
+    events = [json.loads(line) for line in (progress_dir / "history.jsonl").read_text().splitlines()]
+    kata = MANIFEST.kata("02_activations")
+    assert sorted(e["checkpoint"] for e in events) == sorted(c.name for c in kata.checkpoints)
+    assert {e["impl"] for e in events} == {"scaffold"}
+    assert f"Kata {kata.id} is done: all {len(kata.checkpoints)} checkpoints are green" in done.stdout
+    following = MANIFEST.katas[MANIFEST.katas.index(kata) + 1]
+    assert f"Next: kata {following.id}" in done.stdout and f"katas/{following.id} --scaffold" in done.stdout
+    again = _ladder_run(tmp_path, student, ROOT / "katas" / "02_activations", "--scaffold", progress=progress_dir)
+    assert again.returncode == 0
+    assert len((progress_dir / "history.jsonl").read_text().splitlines()) == len(events), "a first green is once"
+
+
+def test_a_selection_with_k_records_nothing_and_marks_unselected_checkpoints(tmp_path):
+    reference = (manifest_module.REFERENCE_DIR / "activations.py").read_text(encoding="utf-8")
+    student = _learner_copy(tmp_path, activations=reference)
+    progress_dir = tmp_path / "progress"
+    done = _ladder_run(tmp_path, student, ROOT / "katas" / "02_activations", "--scaffold", "-k", "sigmoid",
+                       progress=progress_dir)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "(no test selected in this run)" in done.stdout and " next" not in done.stdout
+    history = progress_dir / "history.jsonl"
+    recorded = {json.loads(line)["checkpoint"] for line in history.read_text().splitlines()} if history.exists() else set()
+    assert recorded <= {"sigmoid"}, recorded
+
+
+def test_two_runs_at_once_record_each_first_green_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("TINYTORCH_PROGRESS_DIR", str(tmp_path / "progress"))
+    from concurrent.futures import ThreadPoolExecutor
+
+    from harness import progress
+
+    greens = [("01_tensor", c.name) for c in MANIFEST.katas[0].checkpoints]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: progress.record_greens(greens, "student"), range(16)))
+    events = progress.read_history()
+    assert sorted((e["kata"], e["checkpoint"]) for e in events) == sorted(greens)
+
+
+def test_a_later_checkpoints_stub_reached_from_an_earlier_one_is_reported_at_the_test(tmp_path):
+    """__init__ that does not unwrap a Tensor sends numpy through __len__/__getitem__ (a later checkpoint)."""
+    text = (manifest_module.STUDENT_DIR / "tensor.py").read_text(encoding="utf-8")
+    creation = re.findall(r'raise NotImplementedError\("01_tensor · creation: [^"]*"\)', text)
+    first, properties = creation[0], creation[1:]
+    text = text.replace(first, "self.data = np.asarray(data, dtype=np.float32 if dtype is None else dtype)", 1)
+    for line, value in zip(properties, ("shape", "ndim", "size", "dtype", "nbytes")):
+        text = text.replace(line, f"return self.data.{value}", 1)
+    student = _learner_copy(tmp_path, tensor=text)
+    done = _ladder_run(tmp_path, student, ROOT / "katas" / "01_tensor")
+    flat = " ".join(done.stdout.split())
+    assert "reached code of the later checkpoint shapes" in flat, done.stdout[-3000:]
+    assert "wrong at katas/01_tensor/test_tensor.py" in flat
+
+
+def test_messages_wrap_and_numpy_scalars_read_as_numbers():
+    from harness.text import plain_numbers, shorten, wrap
+
+    long = "expected np.float32(1.5), got np.float64(-2.25); " + "rearrange the formula so it never overflows " * 4
+    lines = wrap(plain_numbers(long), 60, "    ")
+    assert all(len(line) <= 60 for line in lines)
+    assert " ".join(" ".join(lines).split()) == " ".join(plain_numbers(long).split())
+    assert "expected 1.5, got -2.25" in lines[0]
+    short = shorten("test_relu: relu keeps the input's shape and float32 and float64 stay", 40)
+    assert len(short) <= 40 and short.endswith("…") and short[:-1] in "test_relu: relu keeps the input's shape and"

@@ -357,3 +357,37 @@ def test_the_frame_shows_the_clock_the_ladder_and_first_green_times(tmp_path):
     assert f"wrong at {NAMES[1]}" in frame and "expected 1, got 2" in frame
     running = watch.render_frame(session, running=True, queued=True, width=78, now=1000.0 + 200)
     assert "time is up" in running and "running…" in running and "one more run" in running
+
+
+def test_an_80_by_24_terminal_still_shows_the_next_step_and_its_message(tmp_path):
+    """A long message and every checkpoint of the kata: the frame fits 23 rows, next step whole."""
+    target = find_target(MANIFEST, TENSOR.id)
+    run = RunResults("student", groups=[TENSOR.id])
+    message = ("add: 12 of 12 values differ; first at index (0, 0): expected 1.5, got 0.5. " * 3).strip()
+    for name in NAMES:
+        run.tests.append(results.TestResult(f"katas/01_tensor/test_tensor.py::T::test_{name}", TENSOR.id, name,
+                                            outcome=results.WRONG, checks=f"checks {name} " * 6,
+                                            message=message))
+    session = watch.Session(target, MANIFEST, "student", 20.0, "Ada", tmp_path / "out.json", tmp_path,
+                            launched=1000.0)
+    session.last = group_from_results(target, run, seconds=0.4)
+    session.last_finished = "10:05:00"
+    frame = watch.render_frame(session, running=False, queued=False, width=78, now=1010.0, height=23)
+    lines = frame.splitlines()
+    assert len(lines) <= 23 and all(len(line) <= 78 for line in lines), frame
+    flat_frame = " ".join(frame.split())
+    assert f"Next step: {TENSOR.id} · {NAMES[0]}" in frame, frame
+    assert "expected 1.5, got 0.5" in flat_frame and "hint" in frame and "stuck?" in frame, frame
+
+
+def test_the_summary_keeps_its_columns_apart_for_a_green_before_the_clock(tmp_path):
+    target = find_target(MANIFEST, TENSOR.id)
+    session = watch.Session(target, MANIFEST, "student", 2.0, "Ada", tmp_path / "out.json", tmp_path,
+                            launched=1000.0, clock_start="2025-01-01T10:00:00Z")
+    checkpoints = [{"name": name, "done": True, "first_green_at": "2025-01-01T09:00:00Z", "hints_used": 0}
+                   for name in NAMES]
+    result = {"katas": [{"elapsed_seconds": None, "checkpoints_done": len(NAMES), "checkpoints_total": len(NAMES),
+                         "checkpoints": checkpoints}]}
+    lines = watch.summary_lines(session, "Time is up.", False, result, "written")
+    row = next(line for line in lines if NAMES[0] in line)
+    assert "green before the clock started (2025-01-01T09:00:00Z)  hints used: 0" in row, row

@@ -5,7 +5,6 @@ perceptron's whole anatomy, one weighted sum and a threshold: Linear(2, 1), whos
 output is positive for class 1. It learns with BCEWithLogitsLoss and plain SGD.
 
     python katas/milestones/1957_perceptron.py                    # your tinytorch
-    python katas/milestones/1957_perceptron.py --impl=reference   # the reference, to compare
 
 The lesson is katas/milestones/README.md, section '1957: the perceptron'.
 """

@@ -11,7 +11,6 @@ first Linear(2, 1) alone (it must stay at or under 75%), then
 Linear(2, 8) -> Tanh -> Linear(8, 1) (it must reach 100%).
 
     python katas/milestones/1969_xor.py                    # your tinytorch
-    python katas/milestones/1969_xor.py --impl=reference   # the reference, to compare
 
 The lesson is katas/milestones/README.md, section '1969: XOR'.
 """

@@ -7,7 +7,6 @@ katas/data/), trained with cross-entropy and Adam from shuffled mini-batches, an
 measured on a fifth of the images it never trained on.
 
     python katas/milestones/1986_mlp_digits.py                    # your tinytorch
-    python katas/milestones/1986_mlp_digits.py --impl=reference   # the reference, to compare
 
 The target: at least 97% accuracy on the held-out images, with training (the epochs,
 not the start-up) under 10 seconds. The lesson is katas/milestones/README.md,

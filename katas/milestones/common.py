@@ -13,30 +13,14 @@ import time
 
 import numpy as np
 
-USAGE = "usage: python {script} [--impl=reference]   (without options: your own tinytorch/)"
-
-
 # -- the command line ---------------------------------------------------------------------------
 
 
 def choose_implementation() -> None:
-    """Honour `--impl=student|reference` (or TINYTORCH_IMPL); refuse anything else."""
+    """Honour the implementation switches of the command line (harness.implementation says which)."""
     from harness import implementation
 
-    script = sys.argv[0]
-    if "-h" in sys.argv[1:] or "--help" in sys.argv[1:]:
-        print(USAGE.format(script=script))
-        raise SystemExit(0)
-    if "--scaffold" in sys.argv[1:] or "--impl=scaffold" in sys.argv[1:]:
-        raise SystemExit("a milestone runs the whole package, so --scaffold has no meaning here: run it on your "
-                         "own tinytorch (no option) or on the reference (--impl=reference).\n"
-                         + USAGE.format(script=script))
-    try:
-        implementation.install_from_argv()
-    except implementation.ImplementationError as error:
-        raise SystemExit(f"{error}\n{USAGE.format(script=script)}") from None
-    if sys.argv[1:]:
-        raise SystemExit(f"unknown option(s) {' '.join(sys.argv[1:])}\n{USAGE.format(script=script)}")
+    implementation.choose_for_script(sys.argv)
 
 
 def finish(main) -> None:
@@ -44,12 +28,9 @@ def finish(main) -> None:
     try:
         results = main(verbose=True)
     except NotImplementedError as error:
-        from harness.manifest import REFERENCE_DIR
+        from harness import implementation
 
-        compare = (f", or watch the reference with `python {sys.argv[0]} --impl=reference`"
-                   if REFERENCE_DIR.is_dir() else "")
-        raise SystemExit(f"\nYour tinytorch is not finished yet: {error}\n"
-                         f"Run `python -m pytest katas` to see the next step{compare}.") from None
+        raise SystemExit(implementation.not_finished_message(sys.argv[0], error)) from None
     raise SystemExit(0 if results["reached"] else 1)
 
 
