@@ -24,31 +24,66 @@ def _best_time(fn, number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
+class Interleaved:
+    """Times `candidate` and `baseline` in alternating rounds and keeps the best of each.
+
+    Noise (another process, a cache flushed, a page fault) only ever adds time, so the
+    minimum over rounds approaches each function's real cost, and more rounds only get closer.
+    """
+
+    def __init__(self, candidate, baseline, min_seconds: float = 0.002):
+        self.candidate, self.baseline = candidate, baseline
+        candidate()
+        baseline()  # warm up both: imports, caches, first-touch page faults
+        self.number = 1
+        while _best_time(baseline, self.number) * self.number < min_seconds and self.number < 10_000:
+            self.number *= 2  # loop enough calls that the timer's resolution does not matter
+        self.best_candidate = self.best_baseline = float("inf")
+        self.rounds = 0
+
+    def measure(self, rounds: int) -> None:
+        was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            for _ in range(rounds):
+                self.best_baseline = min(self.best_baseline, _best_time(self.baseline, self.number))
+                self.best_candidate = min(self.best_candidate, _best_time(self.candidate, self.number))
+                self.rounds += 1
+        finally:
+            if was_enabled:
+                gc.enable()
+
+    @property
+    def ratio(self) -> float:
+        return self.best_candidate / self.best_baseline
+
+
 def time_ratio(candidate, baseline, rounds: int = 7, min_seconds: float = 0.002) -> tuple[float, float, float]:
     """(candidate / baseline, candidate seconds, baseline seconds), each the min over interleaved rounds."""
-    candidate()
-    baseline()  # warm up both: imports, caches, first-touch page faults
-    number = 1
-    while _best_time(baseline, number) * number < min_seconds and number < 10_000:
-        number *= 2  # loop enough calls that the timer's resolution does not matter
-    best_candidate = best_baseline = float("inf")
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            best_baseline = min(best_baseline, _best_time(baseline, number))
-            best_candidate = min(best_candidate, _best_time(candidate, number))
-    finally:
-        if was_enabled:
-            gc.enable()
-    return best_candidate / best_baseline, best_candidate, best_baseline
+    timing = Interleaved(candidate, baseline, min_seconds)
+    timing.measure(rounds)
+    return timing.ratio, timing.best_candidate, timing.best_baseline
 
 
-def assert_time_ratio(candidate, baseline, budget: float, what: str, rounds: int = 7) -> float:
-    ratio, cand, base = time_ratio(candidate, baseline, rounds)
+def assert_time_ratio(candidate, baseline, budget: float, what: str, rounds: int = 7,
+                      patience: float = 3.0, min_seconds: float = 0.002, advice: str = "") -> float:
+    """Fail unless candidate/baseline, as the best of interleaved rounds, is at most `budget`.
+
+    After the first `rounds`, a ratio over budget is measured further, a round at a time for up
+    to `patience` seconds: on a busy machine a burst of load can spoil every early round of one
+    side, and a later quiet moment shows the real cost. A ratio over budget for real stays over
+    it however long it is measured, so this only ever removes false failures.
+    """
+    timing = Interleaved(candidate, baseline, min_seconds)
+    timing.measure(rounds)
+    deadline = time.perf_counter() + patience
+    while timing.ratio > budget and time.perf_counter() < deadline:
+        timing.measure(1)
+    ratio = timing.ratio
     assert ratio <= budget, (
-        f"{what}: took {ratio:.2f}x the baseline ({cand * 1e3:.3f} ms vs {base * 1e3:.3f} ms, "
-        f"best of {rounds} interleaved rounds); the budget is {budget:.1f}x")
+        f"{what}: took {ratio:.2f}x the baseline ({timing.best_candidate * 1e3:.3f} ms vs "
+        f"{timing.best_baseline * 1e3:.3f} ms, best of {timing.rounds} interleaved rounds); the budget is "
+        f"{budget:.1f}x" + (f". {advice}" if advice else ""))
     return ratio
 
 
