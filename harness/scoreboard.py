@@ -39,6 +39,7 @@ from harness import manifest as manifest_module
 from harness import nextstep, progress, stubs
 from harness.grades import (CAPABILITY_STATES, EARNED, build_result, capabilities,
                             gradescope_results, participant_name, repository_commit, validate_result)
+from harness.text import shorten
 from harness.runs import BLOCKED, KATA, MILESTONE, NO_TESTS, find_target, run_targets, targets
 
 __all__ = ["main", "build_result", "validate_result", "run_targets", "targets", "render_board"]
@@ -61,7 +62,9 @@ def bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
 
 
 def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+    """One line of at most `width` characters, cut at a word with an ellipsis; leading spaces kept."""
+    indent = text[: len(text) - len(text.lstrip())]
+    return text if len(text) <= width else indent + shorten(text[len(indent):], width - len(indent))
 
 
 def _count(n: int, noun: str) -> str:

@@ -42,6 +42,7 @@ from harness import progress, runs
 from harness.grades import build_result, participant_name, repository_commit
 from harness.runs import GroupRun, Target, find_target, group_from_results
 from harness.scoreboard import DEFAULT_TIMEOUT, group_lines, next_step_lines, record
+from harness.text import shorten
 
 DEFAULT_POLL = 0.3
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -210,7 +211,7 @@ def checkpoint_lines(session: Session, width: int) -> list[str]:
         elif checkpoint is not None and checkpoint.done:
             when = "green"
         line = f"  {mark} {name:<{name_width}}{tests:<14}{when}".rstrip()
-        lines.append(line if len(line) <= width else line[: width - 3] + "...")
+        lines.append(line if len(line) <= width else "  " + shorten(line[2:], width - 2))
     return lines
 
 
