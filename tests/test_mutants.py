@@ -15,9 +15,9 @@ from harness import manifest as manifest_module
 from tests.contract import ROOT, child_environment, in_parallel, run_suite, tail
 
 MANIFEST = manifest_module.load()
-# Their session fixture runs many kata suites in subprocesses: a longer limit than a kata test's,
-# and one pytest-xdist worker for the whole module, so the fixture runs once.
-pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("mutants")]
+# The first test of a kata runs all its mutants (in fresh processes): a longer limit than a kata
+# test's. Each kata's mutants share one pytest-xdist worker, so they run once; katas spread over workers.
+pytestmark = pytest.mark.timeout(600)
 MUTANT_DIR = ROOT / "tests" / "mutants"
 
 
@@ -33,23 +33,33 @@ def _mutants():
 
 
 MUTANTS = _mutants()
+_runs: dict = {}  # kata id -> {number: (verdict, detail)}, filled once per process
 
 
-@pytest.fixture(scope="session")
-def mutant_runs(tmp_path_factory):
-    def run(entry):
-        kata, number, mutant = entry
-        source = kata.reference_module.read_text(encoding="utf-8")
-        if source.count(mutant["find"]) != 1:
-            return "bad", f"`find` occurs {source.count(mutant['find'])} times in {kata.reference_module.name}, not once"
-        folder = tmp_path_factory.mktemp(f"{kata.module}-{number}")
-        (folder / f"{kata.module}.py").write_text(source.replace(mutant["find"], mutant["replace"]), encoding="utf-8")
-        env = child_environment(TINYTORCH_STUDENT_DIR=folder)
-        results, completed = run_suite(kata.folder, folder / "results.json", ["--scaffold", "-x"], env=env)
-        caught = results is not None and any(t.outcome not in ("passed", "not run") for t in results.tests)
-        return ("caught" if caught and completed.returncode != 0 else "missed"), tail(completed, 8)
+def _run_mutant(entry, folder_root):
+    kata, number, mutant = entry
+    source = kata.reference_module.read_text(encoding="utf-8")
+    if source.count(mutant["find"]) != 1:
+        return "bad", f"`find` occurs {source.count(mutant['find'])} times in {kata.reference_module.name}, not once"
+    folder = folder_root / f"{kata.module}-{number}"
+    folder.mkdir()
+    (folder / f"{kata.module}.py").write_text(source.replace(mutant["find"], mutant["replace"]), encoding="utf-8")
+    env = child_environment(TINYTORCH_STUDENT_DIR=folder)
+    results, completed = run_suite(kata.folder, folder / "results.json", ["--scaffold", "-x"], env=env)
+    caught = results is not None and any(t.outcome not in ("passed", "not run") for t in results.tests)
+    return ("caught" if caught and completed.returncode != 0 else "missed"), tail(completed, 8)
 
-    return dict(zip([(k.id, n) for k, n, _ in MUTANTS], in_parallel(run, MUTANTS)))
+
+@pytest.fixture
+def kata_mutant_runs(tmp_path_factory, request):
+    """Every mutant of one kata, run once per process (its tests share one xdist worker)."""
+    kata = request.node.callspec.params["kata"]
+    if kata.id not in _runs:
+        root = tmp_path_factory.mktemp(f"mutants-{kata.module}")
+        entries = [entry for entry in MUTANTS if entry[0].id == kata.id]
+        verdicts = in_parallel(lambda entry: _run_mutant(entry, root), entries)
+        _runs[kata.id] = {number: verdict for (_, number, _), verdict in zip(entries, verdicts)}
+    return _runs[kata.id]
 
 
 def test_every_kata_has_mutants():
@@ -58,7 +68,8 @@ def test_every_kata_has_mutants():
     assert not missing, f"katas without a tests/mutants/<module>.toml of typical mistakes: {missing}"
 
 
-@pytest.mark.parametrize("kata,number,mutant", MUTANTS, ids=[f"{k.id}-{n}" for k, n, _ in MUTANTS])
-def test_mistake_is_caught(mutant_runs, kata, number, mutant):
-    verdict, detail = mutant_runs[(kata.id, number)]
+@pytest.mark.parametrize("kata,number,mutant", [
+    pytest.param(k, n, m, id=f"{k.id}-{n}", marks=pytest.mark.xdist_group(f"mutants-{k.id}")) for k, n, m in MUTANTS])
+def test_mistake_is_caught(kata_mutant_runs, kata, number, mutant):
+    verdict, detail = kata_mutant_runs[number]
     assert verdict == "caught", f"{kata.id}: no test catches the mistake {mutant['mistake']!r} ({verdict}):\n{detail}"
