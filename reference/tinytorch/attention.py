@@ -134,6 +134,7 @@ def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, mask=None, cau
     j only if j <= i + T_k - T_q (see causal_mask: the queries are the LAST T_q positions).
     A query that may attend no key at all gets a zero output and zero gradients.
     """
+    q, k, v = (x if isinstance(x, Tensor) else Tensor(x) for x in (q, k, v))
     # BEGIN SOLUTION attention: refuse shapes that do not fit (ValueError naming all three), compute the scores q k^T * (1/sqrt(d)), turn them into `probs` with masked_softmax(scores, attention_mask(...)), and compute `data` = probs @ v; keep `scale` for backward
     fits = min(q.ndim, k.ndim, v.ndim) >= 2 and q.shape[-1] == k.shape[-1] and k.shape[-2] == v.shape[-2]
     if fits:
@@ -211,9 +212,9 @@ class MultiHeadAttention(Module):
     keep the keys and values of earlier tokens and attend over them with only the new
     tokens' queries:
 
-        q, k, v = attn.project_qkv(x_new)                     # (B, heads, T_new, head_dim) each
-        k, v = <earlier keys, then k>, <earlier values, then v>  # (B, heads, T_past + T_new, head_dim)
-        y = attn.attend(q, k, v, causal=True)                 # (B, T_new, dim)
+        q, k_new, v_new = attn.project_qkv(x_new)   # (B, heads, T_new, head_dim) each
+        # k, v: the cached keys and values with k_new, v_new appended on axis 2 (T_past + T_new of them)
+        y = attn.attend(q, k, v, causal=True)       # (B, T_new, dim)
     """
 
     def __init__(self, dim: int, heads: int, bias: bool = True, rng: np.random.Generator | None = None):
