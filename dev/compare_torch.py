@@ -33,6 +33,8 @@ from harness import implementation  # noqa: E402
 implementation.install("reference")
 
 from tinytorch.activations import ReLU, softmax  # noqa: E402
+from tinytorch.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention  # noqa: E402
+from tinytorch.embeddings import embedding  # noqa: E402
 from tinytorch.layers import Linear, Sequential  # noqa: E402
 from tinytorch.losses import cross_entropy  # noqa: E402
 from tinytorch.optimizers import Adam  # noqa: E402
@@ -141,6 +143,115 @@ def workloads(torch, rng):
         return close("Adam step: weights after one step", params[0].data, t_params[0].detach().numpy(), 1e-6)
     found.append((f"Adam step over {sum(p.data.size for p in params):,} parameters", big_ours.step,
                   big_theirs.step, check_adam))
+    found += embedding_workloads(torch, rng)
+    found += attention_workloads(torch, rng)
+    return found
+
+
+def embedding_workloads(torch, rng):
+    """An embedding lookup and its scatter-add gradient (repeated ids included) against F.embedding."""
+    table = rng.standard_normal((50_257, 256), dtype=np.float32)
+    ids = rng.integers(0, 50_257, size=(8, 512))
+    ids[0, :16] = 7  # a repeated id: its gradient rows must add up
+    grad = rng.standard_normal((8, 512, 256), dtype=np.float32)
+    t_ids, t_grad = torch.from_numpy(ids), torch.from_numpy(grad)
+
+    def ours():
+        weight = Tensor(table, requires_grad=True)
+        out = embedding(ids, weight)
+        out.backward(grad)
+        return out, weight
+
+    def theirs():
+        weight = torch.from_numpy(table).requires_grad_(True)
+        out = torch.nn.functional.embedding(t_ids, weight)
+        out.backward(t_grad)
+        return out, weight
+
+    def check():
+        (out, weight), (t_out, t_weight) = ours(), theirs()
+        return (close("embedding lookup", out.data, t_out.detach().numpy(), 0)
+                & close("embedding gradient (scatter-add)", weight.grad, t_weight.grad.numpy(), 1e-5))
+    return [("embedding 8x512 ids, 50257x256, fwd+bwd", ours, theirs, check)]
+
+
+def attention_workloads(torch, rng):
+    """Scaled dot-product attention (causal, padding, a decode step) and multi-head attention against PyTorch."""
+    functional = torch.nn.functional
+    found = []
+    shape = (8, 4, 128, 32)
+    q, k, v, grad = (rng.standard_normal(shape, dtype=np.float32) for _ in range(4))
+
+    def ours_sdpa(mask=None, causal=False, queries=None):
+        tensors = [Tensor(a if queries is None or i else a[..., -queries:, :], requires_grad=True)
+                   for i, a in enumerate((q, k, v))]
+        out = scaled_dot_product_attention(*tensors, mask=mask, causal=causal)
+        out.backward(grad[..., -out.shape[-2]:, :])
+        return [out.data] + [t.grad for t in tensors]
+
+    def theirs_sdpa(mask=None, causal=False, queries=None):
+        tensors = [torch.from_numpy(a if queries is None or i else a[..., -queries:, :].copy()).requires_grad_(True)
+                   for i, a in enumerate((q, k, v))]
+        out = functional.scaled_dot_product_attention(
+            *tensors, attn_mask=None if mask is None else torch.from_numpy(mask), is_causal=causal)
+        out.backward(torch.from_numpy(grad[..., -out.shape[-2]:, :].copy()))
+        return [out.detach().numpy()] + [t.grad.numpy() for t in tensors]
+
+    def compare(name, ours_result, theirs_result):
+        ok = True
+        for part, a, b in zip(("output", "grad q", "grad k", "grad v"), ours_result, theirs_result):
+            ok &= close(f"{name}: {part}", a, b, 1e-4)
+        return ok
+
+    found.append(("attention (8,4,128,32) causal, fwd+bwd", lambda: ours_sdpa(causal=True),
+                  lambda: theirs_sdpa(causal=True),
+                  lambda: compare("causal attention", ours_sdpa(causal=True), theirs_sdpa(causal=True))))
+    padding = padding_mask(rng.integers(1, 129, size=8), 128)  # (8, 1, 1, 128), True = may attend in both
+    found.append(("attention (8,4,128,32) padding, fwd+bwd", lambda: ours_sdpa(mask=padding),
+                  lambda: theirs_sdpa(mask=padding),
+                  lambda: compare("attention with a padding mask", ours_sdpa(mask=padding),
+                                  theirs_sdpa(mask=padding))))
+    # Decode: 4 new queries over all 128 keys. PyTorch's is_causal aligns to the top-left, so pass our
+    # bottom-right causal mask explicitly.
+    decode = causal_mask(4, 128)
+    found.append(("attention decode: 4 queries, 128 keys", lambda: ours_sdpa(causal=True, queries=4),
+                  lambda: theirs_sdpa(mask=decode, queries=4),
+                  lambda: compare("decode step (causal, T_q=4, T_k=128)", ours_sdpa(causal=True, queries=4),
+                                  theirs_sdpa(mask=decode, queries=4))))
+
+    x = rng.standard_normal((8, 128, 128), dtype=np.float32)
+    ours_mha = MultiHeadAttention(128, 4, rng=np.random.default_rng(4))
+    ours_mha.qkv_proj.bias.data[...] = rng.standard_normal(384, dtype=np.float32) * 0.1
+    theirs_mha = torch.nn.MultiheadAttention(128, 4, batch_first=True)
+    with torch.no_grad():  # the same weights: ours are (in, out), PyTorch's (out, in)
+        theirs_mha.in_proj_weight.copy_(torch.from_numpy(ours_mha.qkv_proj.weight.data.T.copy()))
+        theirs_mha.in_proj_bias.copy_(torch.from_numpy(ours_mha.qkv_proj.bias.data.copy()))
+        theirs_mha.out_proj.weight.copy_(torch.from_numpy(ours_mha.out_proj.weight.data.T.copy()))
+        theirs_mha.out_proj.bias.copy_(torch.from_numpy(ours_mha.out_proj.bias.data.copy()))
+    hidden = torch.from_numpy(~causal_mask(128, 128))  # nn.MultiheadAttention's boolean mask: True = ignore
+    mha_grad = rng.standard_normal(x.shape, dtype=np.float32)
+
+    def ours_multi_head():
+        ours_mha.zero_grad()
+        inputs = Tensor(x, requires_grad=True)
+        out = ours_mha(inputs, causal=True)
+        out.backward(mha_grad)
+        return out.data, inputs.grad, ours_mha.qkv_proj.weight.grad
+
+    def theirs_multi_head():
+        theirs_mha.zero_grad()
+        inputs = torch.from_numpy(x).requires_grad_(True)
+        out, _ = theirs_mha(inputs, inputs, inputs, attn_mask=hidden, need_weights=False)
+        out.backward(torch.from_numpy(mha_grad))
+        return out.detach().numpy(), inputs.grad.numpy(), theirs_mha.in_proj_weight.grad.numpy().T
+
+    def check_multi_head():
+        ok = True
+        for part, a, b in zip(("output", "grad x", "grad of W_QKV"), ours_multi_head(), theirs_multi_head()):
+            ok &= close(f"multi-head attention: {part}", a, b, 1e-4)
+        return ok
+    found.append(("MHA (8,128,128) 4 heads causal, fwd+bwd", ours_multi_head,
+                  theirs_multi_head, check_multi_head))
     return found
 
 
