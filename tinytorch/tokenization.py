@@ -172,7 +172,7 @@ class BPETokenizer:
         of the text with its special tokens cut out, so no merge crosses a chunk or makes
         a special token. Training stops early if no pair is left. Earlier merges are forgotten.
         """
-        raise NotImplementedError("10_tokenization · train: check vocab_size; count each distinct chunk once with its frequency; then merge the best pair vocab_size - len(vocab) times, updating the pair counts of only the chunks that held it")
+        raise NotImplementedError("10_tokenization · train: check vocab_size; count each distinct chunk once, weighted by its frequency; merge the most frequent pair (ties: the smallest) into every chunk until the vocabulary is full (recounting per merge passes here; the optimize checkpoint asks for updates)")
 
     def encode_chunk(self, data: bytes) -> list[int]:
         """The ids of one chunk's bytes: apply merges, always the earliest-learned pair present first."""

@@ -223,7 +223,7 @@ class BPETokenizer:
         of the text with its special tokens cut out, so no merge crosses a chunk or makes
         a special token. Training stops early if no pair is left. Earlier merges are forgotten.
         """
-        # BEGIN SOLUTION train: check vocab_size; count each distinct chunk once with its frequency; then merge the best pair vocab_size - len(vocab) times, updating the pair counts of only the chunks that held it
+        # BEGIN SOLUTION train: check vocab_size; count each distinct chunk once, weighted by its frequency; merge the most frequent pair (ties: the smallest) into every chunk until the vocabulary is full (recounting per merge passes here; the optimize checkpoint asks for updates)
         first_merge = 256 + len(self.special_tokens)
         if vocab_size < first_merge:
             raise ValueError(f"BPETokenizer.train: vocab_size={vocab_size} is too small; the 256 bytes and "
