@@ -51,10 +51,7 @@ def check_op(action, what: str, op: str, inputs: tuple, expected, new_memory: bo
     before = [(t.data.shape, t.data.copy()) for t in inputs]
     out = assert_made_by_op(action, what, op, inputs)
     for position, (tensor, (shape, values)) in enumerate(zip(inputs, before)):
-        if tensor.data.shape != shape or not np.array_equal(tensor.data, values, equal_nan=True):
-            raise AssertionError(f"{what} changed its input {position} (shape {shape} before, {tensor.data.shape} "
-                                 "after, or its values): an op returns a new Tensor and leaves its inputs alone, "
-                                 "or kata 03 would read changed values")
+        assert_unchanged(tensor, shape, values, f"{what}: input {position}")
         if new_memory:
             assert_shares_memory(out.data, tensor.data, False,
                                  f"{what} wrote its result into the memory of input {position}; "
@@ -64,6 +61,19 @@ def check_op(action, what: str, op: str, inputs: tuple, expected, new_memory: bo
     assert out.dtype == expected.dtype, (
         f"{what}: expected dtype {expected.dtype} (as numpy gives), got {out.dtype}")
     return out
+
+
+def assert_unchanged(tensor: Tensor, shape: tuple, values: np.ndarray, what: str) -> None:
+    """`tensor` still has the `shape` and `values` it had before an op read it."""
+    advice = ("an op returns a new Tensor and leaves its inputs alone (kata 03 reads them again to compute "
+              "gradients)")
+    if tensor.data.shape != shape:
+        raise AssertionError(f"{what} changed shape from {shape} to {tensor.data.shape}: {advice}")
+    changed = ~((tensor.data == values) | (np.isnan(tensor.data) & np.isnan(values)))
+    if changed.any():
+        index = tuple(int(i) for i in np.argwhere(changed)[0])
+        raise AssertionError(f"{what} was written into: {int(changed.sum())} of {changed.size} values changed, first "
+                             f"at index {index}: was {values[index]!r}, now {tensor.data[index]!r}; {advice}")
 
 
 def saved_by_from_op(action, what: str) -> dict:
@@ -95,7 +105,7 @@ class TestCreation:
         t = Tensor([1, 2, 3])
         assert isinstance(t.data, np.ndarray), f".data should be a numpy array, got {type(t.data).__name__}"
         assert t.data.dtype == np.float32, f"default dtype: expected float32, got {t.data.dtype}"
-        assert t.dtype == np.float32, f".dtype: expected float32, got {t.dtype}"
+        assert t.dtype == np.float32, f".dtype: expected np.dtype('float32'), got {t.dtype!r}"
         assert_close(t.data, np.array([1.0, 2.0, 3.0], dtype=np.float32), "Tensor([1, 2, 3]).data")
 
     def test_nested_list_shape_ndim_size(self):
