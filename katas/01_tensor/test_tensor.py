@@ -271,6 +271,17 @@ class TestArithmetic:
         ta = Tensor(a)
         check_op(lambda: ta.log(), "a.log()", "log", (ta,), np.log(a), new_memory=True)
 
+    def test_log_at_zero_and_below(self):
+        """Tensor([0, -1, 1]).log() is [-inf, nan, 0], as in numpy and PyTorch: no clamping, no absolute value.
+
+        Hint: `np.log(np.maximum(x, 1e-12))` or `np.log(np.abs(x))` hide a log of 0 or of a
+        negative number behind an ordinary-looking value; the caller must be able to see it.
+        """
+        with np.errstate(divide="ignore", invalid="ignore"):  # numpy warns here, as it should; the test looks at values
+            got = Tensor([0.0, -1.0, 1.0]).log().data
+        assert np.isneginf(got[0]) and np.isnan(got[1]) and got[2] == 0, (
+            f"Tensor([0, -1, 1]).log(): expected [-inf, nan, 0], got {got}")
+
     def test_broadcast_column_and_row(self):
         """(3, 1) + (1, 4) broadcasts to (3, 4)."""
         a, b = random_array(23, (3, 1)), random_array(24, (1, 4))
@@ -423,6 +434,23 @@ class TestShapes:
         assert axes == (2, 0, 1), (
             f"permute(-1, 0, -2) of (2, 3, 4): recorded axes={saved.get('axes')!r}; expected (2, 0, 1), the full "
             "order with negative axes counted from the end")
+
+    def test_transpose_records_the_full_axis_order(self):
+        """transpose(0, 2), transpose(-1, -3), transpose() and .T of (2, 3, 4) record `axes` as the whole new order.
+
+        Hint: build the full order `list(range(ndim))` with two entries swapped and hand it to
+        permute: kata 03 inverts that order, and a pair of axes is not an order.
+        """
+        t = Tensor(random_array(47, (2, 3, 4)))
+        for name, action, expected in [("transpose(0, 2)", lambda: t.transpose(0, 2), (2, 1, 0)),
+                                       ("transpose(-1, -3)", lambda: t.transpose(-1, -3), (2, 1, 0)),
+                                       ("transpose()", lambda: t.transpose(), (0, 2, 1)),
+                                       (".T", lambda: t.T, (2, 1, 0))]:
+            saved = saved_by_from_op(action, f"{name} of (2, 3, 4)")
+            axes = tuple(int(a) for a in saved.get("axes", ()))
+            assert axes == expected, (
+                f"{name} of (2, 3, 4): recorded axes={saved.get('axes')!r}; expected {expected}, the full order of "
+                "all three axes with no negatives")
 
     def test_bad_axes_name_the_shape(self):
         """permute with a repeated, missing or out-of-range axis, and transpose() of 1-D, raise ValueError naming the shape.
