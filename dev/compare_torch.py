@@ -116,7 +116,8 @@ def tensor_and_activation_edges(torch, rng) -> list:
         lambda: torch.from_numpy(left) @ torch.from_numpy(right), 1e-10)
 
     edges = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e300, -1e300, -20.0, -40.0, -80.0, -800.0, 1e-10, 3.0])
-    for name, ours, theirs in [("relu", relu, torch.relu), ("sigmoid", sigmoid, torch.sigmoid), ("tanh", tanh, torch.tanh)]:
+    for name, ours, theirs in [("relu", relu, torch.relu), ("sigmoid", sigmoid, torch.sigmoid),
+                               ("tanh", tanh, torch.tanh)]:
         add(f"{name} at nan, +-inf, 0, +-1e300, tails", lambda ours=ours: ours(Tensor(edges, dtype=np.float64)),
             lambda theirs=theirs: theirs(torch.from_numpy(edges)))
     gelu_points = np.concatenate([np.linspace(-6, 6, 49), [np.nan, np.inf, 1000.0, -1000.0, 1e4, -1e4]])

@@ -65,15 +65,15 @@ def check_op(action, what: str, op: str, inputs: tuple, expected, new_memory: bo
 
 def assert_unchanged(tensor: Tensor, shape: tuple, values: np.ndarray, what: str) -> None:
     """`tensor` still has the `shape` and `values` it had before an op read it."""
-    advice = ("an op returns a new Tensor and leaves its inputs alone (kata 03 reads them again to compute "
-              "gradients)")
+    advice = ("An op returns a new Tensor and leaves its inputs alone (kata 03 reads them again to compute "
+              "gradients).")
     if tensor.data.shape != shape:
-        raise AssertionError(f"{what} changed shape from {shape} to {tensor.data.shape}: {advice}")
+        raise AssertionError(f"{what} changed shape from {shape} to {tensor.data.shape}.\n{advice}")
     changed = ~((tensor.data == values) | (np.isnan(tensor.data) & np.isnan(values)))
     if changed.any():
         index = tuple(int(i) for i in np.argwhere(changed)[0])
         raise AssertionError(f"{what} was written into: {int(changed.sum())} of {changed.size} values changed, first "
-                             f"at index {index}: was {values[index]!r}, now {tensor.data[index]!r}; {advice}")
+                             f"at index {index}: was {values[index]!r}, now {tensor.data[index]!r}.\n{advice}")
 
 
 def saved_by_from_op(action, what: str) -> dict:
@@ -317,17 +317,20 @@ class TestArithmetic:
                                  ("x ** 2", lambda: x ** 2), ("2 - x", lambda: 2 - x), ("2 ** x", lambda: 2 ** x)]:
                 got = action()
                 assert got.dtype == dtype, (
-                    f"{what} with {name} x and y: expected dtype {name}, got {got.dtype}. Look for a float64 array "
+                    f"{what} with {name} x and y: expected dtype {name}, got {got.dtype}.\nLook for a float64 array "
                     "or numpy float64 scalar mixed into the computation")
         mixed = Tensor(np.ones(3, dtype=np.float32)) + Tensor(np.ones(3), dtype=np.float64)
-        assert mixed.dtype == np.float64, f"float32 + float64 tensors: expected float64 (numpy's rule), got {mixed.dtype}"
+        assert mixed.dtype == np.float64, (
+            f"float32 + float64 tensors: expected float64 (numpy's rule), got {mixed.dtype}")
 
     def test_scalars_and_arrays_on_the_left(self):
         """2 - x, 2 / x, 2 ** x, 3 * x, 1 + x and np.ones(3) + x: Tensors made by from_op, with the right values."""
         x = random_array(33, (3,), 0.5, 2.0)
         t = Tensor(x)
-        for what, op, action, expected in [("2 - x", "sub", lambda: 2 - t, 2 - x), ("2 / x", "div", lambda: 2 / t, 2 / x),
-                                           ("2 ** x", "pow", lambda: 2 ** t, 2 ** x), ("3 * x", "mul", lambda: 3 * t, 3 * x),
+        for what, op, action, expected in [("2 - x", "sub", lambda: 2 - t, 2 - x),
+                                           ("2 / x", "div", lambda: 2 / t, 2 / x),
+                                           ("2 ** x", "pow", lambda: 2 ** t, 2 ** x),
+                                           ("3 * x", "mul", lambda: 3 * t, 3 * x),
                                            ("1 + x", "add", lambda: 1 + t, 1 + x),
                                            ("np.ones(3) + x", "add", lambda: np.ones(3) + t, 1 + x)]:
             check_op(action, what, op, (t,), expected)
@@ -403,14 +406,14 @@ class TestShapes:
         assert_shape(out, (2, 4, 3), "transpose() of (2, 3, 4)")
 
     def test_transpose_explicit_axes(self):
-        """transpose(0, 2) of (2, 3, 4) gives (4, 3, 2); transpose(-3, -2) gives (3, 2, 4); transpose(2, -1) changes nothing."""
+        """transpose(0, 2) of (2, 3, 4) is (4, 3, 2), transpose(-3, -2) is (3, 2, 4), transpose(2, -1) is x."""
         x = random_array(35, (2, 3, 4))
         assert_close(Tensor(x).transpose(0, 2), np.swapaxes(x, 0, 2), "transpose(0, 2) of (2, 3, 4)")
         assert_close(Tensor(x).transpose(-3, -2), np.swapaxes(x, 0, 1), "transpose(-3, -2) of (2, 3, 4)")
         assert_close(Tensor(x).transpose(2, -1), x, "transpose(2, -1) of (2, 3, 4) (the same axis twice)")
 
     def test_matrix_T_and_permute(self):
-        """m.T is the matrix transpose, x.T reverses all axes, permute reorders them; all made by from_op as 'transpose'."""
+        """m.T transposes a matrix, x.T reverses all axes, permute reorders them: all from_op as 'transpose'."""
         m, x = random_array(36, (2, 5)), random_array(37, (2, 3, 4))
         tm, tx = Tensor(m), Tensor(x)
         check_op(lambda: tm.T, "m.T of a (2, 5) matrix", "transpose", (tm,), m.T)
@@ -432,7 +435,7 @@ class TestShapes:
         saved = saved_by_from_op(lambda: t.permute(-1, 0, -2), "permute(-1, 0, -2)")
         axes = tuple(int(a) for a in saved.get("axes", ()))
         assert axes == (2, 0, 1), (
-            f"permute(-1, 0, -2) of (2, 3, 4): recorded axes={saved.get('axes')!r}; expected (2, 0, 1), the full "
+            f"permute(-1, 0, -2) of (2, 3, 4): recorded axes={saved.get('axes')!r}; expected (2, 0, 1),\nthe full "
             "order with negative axes counted from the end")
 
     def test_transpose_records_the_full_axis_order(self):
@@ -449,11 +452,11 @@ class TestShapes:
             saved = saved_by_from_op(action, f"{name} of (2, 3, 4)")
             axes = tuple(int(a) for a in saved.get("axes", ()))
             assert axes == expected, (
-                f"{name} of (2, 3, 4): recorded axes={saved.get('axes')!r}; expected {expected}, the full order of "
+                f"{name} of (2, 3, 4): recorded axes={saved.get('axes')!r}; expected {expected},\nthe full order of "
                 "all three axes with no negatives")
 
     def test_bad_axes_name_the_shape(self):
-        """permute with a repeated, missing or out-of-range axis, and transpose() of 1-D, raise ValueError naming the shape.
+        """permute with a repeated, missing or out-of-range axis, and 1-D transpose(): ValueError naming the shape.
 
         Hint: an axis `a` of an n-D tensor is valid for -n <= a < n; `a % n` would quietly turn
         axis 5 of a 3-D tensor into axis 2. The axes must be each of 0 .. n-1 exactly once.
@@ -474,12 +477,13 @@ class TestShapes:
         assert_shares_memory(t.permute(1, 0).data, t.data, True, "permute copied the data; it should be a view")
 
     def test_index_ints_negative_and_slices(self):
-        """x[1], x[-1, 2], x[:, 1:3], x[::2], x[..., 1] and x[None]: Tensors made by from_op as 'getitem', numpy's values."""
+        """x[1], x[-1, 2], x[:, 1:3], x[::2], x[..., 1], x[None]: Tensors recorded as 'getitem', numpy's values."""
         x = random_array(39, (4, 5))
         t = Tensor(x)
         for name, action, expected in [("x[1]", lambda: t[1], x[1]), ("x[-1, 2]", lambda: t[-1, 2], x[-1, 2]),
                                        ("x[:, 1:3]", lambda: t[:, 1:3], x[:, 1:3]), ("x[::2]", lambda: t[::2], x[::2]),
-                                       ("x[..., 1]", lambda: t[..., 1], x[..., 1]), ("x[None]", lambda: t[None], x[None])]:
+                                       ("x[..., 1]", lambda: t[..., 1], x[..., 1]),
+                                       ("x[None]", lambda: t[None], x[None])]:
             check_op(action, name, "getitem", (t,), expected)
 
     def test_one_element_is_a_0d_tensor(self):
@@ -562,7 +566,8 @@ class TestShapes:
         t = Tensor(x)
         for name, action, expected in [("x[Tensor([2, 0])]", lambda: t[Tensor([2, 0])], x[[2, 0]]),
                                        ("x[Tensor([0, 3]), 1:4]", lambda: t[Tensor([0, 3]), 1:4], x[[0, 3], 1:4]),
-                                       ("x[Tensor(x > 0, dtype=bool)]", lambda: t[Tensor(x > 0, dtype=bool)], x[x > 0])]:
+                                       ("x[Tensor(x > 0, dtype=bool)]", lambda: t[Tensor(x > 0, dtype=bool)],
+                                        x[x > 0])]:
             saved = saved_by_from_op(action, name)
             assert "index" in saved, f"{name}: recorded without `index`; keep the recording line's index=index"
             index = saved["index"]
@@ -645,7 +650,7 @@ class TestReductions:
         assert_close(out, x.max(axis=-2, keepdims=True), "x.max(axis=-2, keepdims=True)")
 
     def test_max_every_option(self):
-        """x.max(axis, keepdims) for axis None, 0, 1, -1, (0, 2), (-1, 0), keepdims False/True; some rows all negative."""
+        """x.max(axis, keepdims) for axis None, 0, 1, -1, (0, 2), (-1, 0), both keepdims; some rows all negative."""
         for dtype in (np.float32, np.float64):
             x = random_array(58, (2, 3, 4), dtype=dtype)
             x[0] -= 3  # the whole first block is negative: a maximum that starts from 0 is wrong there

@@ -42,11 +42,12 @@ def check_leaves_input_alone(fn, name: str) -> None:
             index = tuple(int(i) for i in np.argwhere(changed)[0])
             raise AssertionError(
                 f"{name}(x) wrote into its input ({np.dtype(dtype).name}): x.data{list(index)} was {before[index]!r}, "
-                f"is now {x.data[index]!r} ({int(changed.sum())} of {changed.size} values changed). Compute the result "
+                f"is now {x.data[index]!r} ({int(changed.sum())} of {changed.size} values changed).\n"
+                "Compute the result "
                 "in a new array: the caller still holds x, and kata 03's backward reads it again")
         result = out.data if isinstance(out, Tensor) else np.asarray(out)
         assert not np.shares_memory(result, x.data), (
-            f"{name}(x).data shares memory with x.data: a later write to one would change the other; "
+            f"{name}(x).data shares memory with x.data: a later write to one would change the other;\n"
             "the result needs an array of its own")
 
 
@@ -86,7 +87,7 @@ def assert_close_with_nan(got, expected, what: str, **tolerances) -> None:
     wrong_nan = np.isnan(got_array) != np.isnan(expected_array)
     if wrong_nan.any():
         index = tuple(int(i) for i in np.argwhere(wrong_nan)[0])
-        raise AssertionError(f"{what}: at index {index} expected {expected_array[index]!r}, got {got_array[index]!r}. "
+        raise AssertionError(f"{what}: at index {index} expected {expected_array[index]!r}, got {got_array[index]!r}.\n"
                              "nan in, nan out (as in PyTorch): a nan hidden as a number makes the bug upstream "
                              "invisible; a nan appearing from numbers means the formula broke")
     keep = ~np.isnan(expected_array)
@@ -101,7 +102,7 @@ def check_shape_and_dtype(fn, name: str) -> None:
         assert isinstance(out, Tensor), f"{name} should return a Tensor, got {type(out).__name__}"
         assert_shape(out, (2, 3, 4), f"{name} of a (2, 3, 4) {np.dtype(dtype).name} tensor")
         assert out.dtype == dtype, (
-            f"{name} of a {np.dtype(dtype).name} tensor: expected a {np.dtype(dtype).name} result, got {out.dtype}. "
+            f"{name} of a {np.dtype(dtype).name} tensor: expected a {np.dtype(dtype).name} result, got {out.dtype}.\n"
             "Look for a float64 constant or array (np.float64 scalars count) mixed into the computation")
 
 
@@ -391,7 +392,7 @@ class TestSoftmax:
 
     @pytest.mark.parametrize("axis", [0, -1])
     def test_square_input(self, axis):
-        """softmax(x, axis) of a square (4, 4) input matches float64: without keepdims the shapes still broadcast, wrongly.
+        """softmax(x, axis) of a square (4, 4) input matches float64 (a missing keepdims broadcasts wrongly here).
 
         Hint: x.max(axis=-1) of a (4, 4) x has shape (4,), which numpy lines up with the LAST
         axis: it subtracts column maxima from rows, with no error. keepdims=True gives (4, 1).
@@ -491,7 +492,7 @@ class TestLogSoftmax:
         check_leaves_input_alone(lambda x: log_softmax(x, axis=0), "log_softmax(axis=0)")
 
     def test_made_by_from_op_with_its_axis(self):
-        """log_softmax(x, axis) is a Tensor made by from_op as 'log_softmax' with x as its parent, recording the axis."""
+        """log_softmax(x, axis) is a Tensor made by from_op as 'log_softmax' of x, recording the axis."""
         check_made_by_op(log_softmax, "log_softmax", "log_softmax")
         x = random_tensor((2, 3), seed=0)
         axis = recorded_axis(lambda: log_softmax(x, axis=0), "log_softmax(x, axis=0)")
@@ -567,7 +568,7 @@ class TestLogSoftmax:
                      "log_softmax(x - 200) against log_softmax(x) (seed 15)", atol=1e-4)
 
     def test_minus_infinity_masks_an_entry(self):
-        """log_softmax([[0, -inf, 1], [2, -inf, -inf]]) is -inf exactly at the masked entries, finite elsewhere, no warning."""
+        """log_softmax([[0, -inf, 1], [2, -inf, -inf]]) is -inf exactly where the mask is, with no warning."""
         with no_overflow("log_softmax([[0, -inf, 1], [2, -inf, -inf]])"):
             out = log_softmax(tensor([[0.0, -np.inf, 1.0], [2.0, -np.inf, -np.inf]]))
         assert_close(out, [[-1.3132616875182228, -np.inf, -0.3132616875182228], [0.0, -np.inf, -np.inf]],
