@@ -32,7 +32,7 @@ from harness import implementation  # noqa: E402
 
 implementation.install("reference")
 
-from tinytorch.activations import ReLU, softmax  # noqa: E402
+from tinytorch.activations import ReLU, gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: E402
 from tinytorch.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention  # noqa: E402
 from tinytorch.embeddings import embedding  # noqa: E402
 from tinytorch.layers import Linear, Sequential  # noqa: E402
@@ -58,6 +58,84 @@ def close(name: str, ours, theirs, tolerance: float = 1e-4) -> bool:
     ok = ours.shape == theirs.shape and error <= tolerance
     print(f"  {'ok ' if ok else 'BAD'} {name:<44} largest relative difference {error:.1e}")
     return ok
+
+
+def same_at_edges(name: str, ours, theirs, tolerance: float = 1e-12) -> bool:
+    """Like close(), for values that may hold nan and infinities: those must sit at the same places, and match."""
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    if ours.shape != theirs.shape or ours.dtype != theirs.dtype:
+        print(f"  BAD {name:<44} shape {ours.shape} {ours.dtype}, PyTorch's {theirs.shape} {theirs.dtype}")
+        return False
+    finite = np.isfinite(theirs)
+    special_ok = bool(np.array_equal(ours[~finite], theirs[~finite], equal_nan=True))
+    error = float(np.max(np.abs(ours[finite] - theirs[finite]) / (1 + np.abs(theirs[finite])), initial=0.0))
+    ok = special_ok and error <= tolerance
+    print(f"  {'ok ' if ok else 'BAD'} {name:<44} largest relative difference {error:.1e}"
+          + ("" if special_ok else ", nan/inf in different places"))
+    return ok
+
+
+def tensor_and_activation_edges(torch, rng) -> list:
+    """Value checks (not timed) of katas 01-02 at their edges, in float64: each a callable returning True if equal."""
+    F = torch.nn.functional
+    checks = []
+
+    def add(name, ours, theirs, tolerance=1e-12):
+        """ours() gives a Tensor or a list of them, theirs() a torch tensor or a list of them."""
+        def check():
+            mine, torch_s = ours(), theirs()
+            mine = np.stack([t.data for t in mine]) if isinstance(mine, list) else mine.data
+            torch_s = torch.stack(torch_s) if isinstance(torch_s, list) else torch_s
+            return same_at_edges(name, mine, torch_s.numpy(), tolerance)
+        checks.append(check)
+
+    base, exponent = np.array([0, 0, -2, -1.5, 3, 4.0]), np.array([2, 0, 3, 2, 0.5, -1.0])
+    add("pow: zero and negative bases", lambda: Tensor(base, dtype=np.float64) ** Tensor(exponent, dtype=np.float64),
+        lambda: torch.from_numpy(base) ** torch.from_numpy(exponent))
+    x = rng.standard_normal((3, 4))
+    mask = x > 0
+    add("getitem: a boolean Tensor mask", lambda: Tensor(x, dtype=np.float64)[Tensor(mask, dtype=bool)],
+        lambda: torch.from_numpy(x)[torch.from_numpy(mask)])
+    add("getitem: float Tensor indices, a slice", lambda: Tensor(x, dtype=np.float64)[Tensor([2, 0]), 1:3],
+        lambda: torch.from_numpy(x)[torch.tensor([2, 0]), 1:3])
+    cube = rng.standard_normal((2, 3, 4))
+    ours_cube, theirs_cube = Tensor(cube, dtype=np.float64), torch.from_numpy(cube)
+    add("permute(-1, 0, -2)", lambda: ours_cube.permute(-1, 0, -2), lambda: theirs_cube.permute(-1, 0, -2))
+    add("reshape of a transposed tensor", lambda: ours_cube.transpose(0, 2).reshape(4, -1),
+        lambda: theirs_cube.transpose(0, 2).reshape(4, -1))
+    for axis, keepdims in [(None, False), ((0, 2), True), ((-1, 0), False), (-2, True)]:
+        dim = tuple(range(3)) if axis is None else axis
+        add(f"sum/mean/max(axis={axis}, keepdims={keepdims})",
+            lambda axis=axis, keepdims=keepdims: [ours_cube.sum(axis, keepdims), ours_cube.mean(axis, keepdims),
+                                                  ours_cube.max(axis, keepdims)],
+            lambda dim=dim, keepdims=keepdims: [theirs_cube.sum(dim, keepdims), theirs_cube.mean(dim, keepdims),
+                                                theirs_cube.amax(dim, keepdims)])
+    holed = np.array([[1.0, np.nan, 2.0], [1.0, 2.0, 3.0]])
+    add("max(axis=1) with a nan", lambda: Tensor(holed, dtype=np.float64).max(axis=1),
+        lambda: torch.from_numpy(holed).amax(1))
+    left, right = rng.standard_normal((2, 1, 3, 4)), rng.standard_normal((5, 4, 2))
+    add("matmul (2, 1, 3, 4) @ (5, 4, 2)", lambda: Tensor(left, dtype=np.float64) @ Tensor(right, dtype=np.float64),
+        lambda: torch.from_numpy(left) @ torch.from_numpy(right), 1e-10)
+
+    edges = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e300, -1e300, -20.0, -40.0, -80.0, -800.0, 1e-10, 3.0])
+    for name, ours, theirs in [("relu", relu, torch.relu), ("sigmoid", sigmoid, torch.sigmoid),
+                               ("tanh", tanh, torch.tanh)]:
+        add(f"{name} at nan, +-inf, 0, +-1e300, tails", lambda ours=ours: ours(Tensor(edges, dtype=np.float64)),
+            lambda theirs=theirs: theirs(torch.from_numpy(edges)))
+    gelu_points = np.concatenate([np.linspace(-6, 6, 49), [np.nan, np.inf, 1000.0, -1000.0, 1e4, -1e4]])
+    add("gelu (tanh form): nan, inf, large, [-6, 6]", lambda: gelu(Tensor(gelu_points, dtype=np.float64)),
+        lambda: F.gelu(torch.from_numpy(gelu_points), approximate="tanh"))
+    for axis in (0, 1, 2, -1):
+        add(f"softmax and log_softmax, axis={axis}",
+            lambda axis=axis: [softmax(ours_cube, axis), log_softmax(ours_cube, axis)],
+            lambda axis=axis: [torch.softmax(theirs_cube, axis), torch.log_softmax(theirs_cube, axis)])
+    special = np.array([[0.0, -np.inf, 1.0], [2.0, -np.inf, -np.inf], [1.0, np.nan, 2.0], [1000.0, 999.0, -1000.0],
+                        [-1000.0, -1001.0, -3000.0]])
+    add("softmax: -inf masks, a nan row, +-1000", lambda: softmax(Tensor(special, dtype=np.float64)),
+        lambda: torch.softmax(torch.from_numpy(special), -1))
+    add("log_softmax: -inf masks, a nan row, +-1000", lambda: log_softmax(Tensor(special, dtype=np.float64)),
+        lambda: torch.log_softmax(torch.from_numpy(special), -1))
+    return checks
 
 
 def workloads(torch, rng):
@@ -274,6 +352,8 @@ def main(argv=None) -> int:
     print("values:")
     found = workloads(torch, rng)
     ok = all([check() for _, _, _, check in found])
+    print("\nedge cases, float64 (katas 01-02):")
+    ok &= all([check() for check in tensor_and_activation_edges(torch, rng)])
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:

@@ -168,7 +168,7 @@ class Tensor:
         """Reorder all axes: `x.permute(0, 2, 1)`. A view, never a copy."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        raise NotImplementedError("01_tensor · shapes: compute `data`, the data with its axes reordered as `axes` says")
+        raise NotImplementedError("01_tensor · shapes: make `axes` the full order of all axes with no negatives (or raise ValueError naming the shape), then compute `data`")
         return Tensor.from_op(data, "transpose", (self,), axes=axes)
 
     def transpose(self, axis1: int = -2, axis2: int = -1) -> "Tensor":
@@ -181,7 +181,7 @@ class Tensor:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def __getitem__(self, index) -> "Tensor":
-        raise NotImplementedError("01_tensor · shapes: compute `data`, self.data indexed by `index` (unwrap any Tensors in it first)")
+        raise NotImplementedError("01_tensor · shapes: replace every Tensor in `index` by its array (floats become integers, a boolean mask stays a mask), then compute `data`")
         return Tensor.from_op(data, "getitem", (self,), index=index)
 
     # -- reductions -----------------------------------------------------------------

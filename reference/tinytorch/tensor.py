@@ -206,10 +206,11 @@ class Tensor:
         """Reorder all axes: `x.permute(0, 2, 1)`. A view, never a copy."""
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
-        # BEGIN SOLUTION shapes: compute `data`, the data with its axes reordered as `axes` says
-        if sorted(a % self.ndim for a in axes) != list(range(self.ndim)):
-            raise ValueError(f"permute: {axes} is not an ordering of the {self.ndim} axes of shape {self.shape}")
-        axes = tuple(a % self.ndim for a in axes)
+        # BEGIN SOLUTION shapes: make `axes` the full order of all axes with no negatives (or raise ValueError naming the shape), then compute `data`
+        given = axes
+        axes = tuple(a + self.ndim if a < 0 else a for a in axes)  # kata 03 inverts this order: no negatives
+        if sorted(axes) != list(range(self.ndim)):
+            raise ValueError(f"permute: {given} is not an ordering of the {self.ndim} axes of shape {self.shape}")
         data = self.data.transpose(axes)
         # END SOLUTION
         return Tensor.from_op(data, "transpose", (self,), axes=axes)
@@ -230,11 +231,13 @@ class Tensor:
         return self.permute(tuple(reversed(range(self.ndim))))
 
     def __getitem__(self, index) -> "Tensor":
-        # BEGIN SOLUTION shapes: compute `data`, self.data indexed by `index` (unwrap any Tensors in it first)
-        if isinstance(index, tuple):
-            index = tuple(i.data.astype(np.intp) if isinstance(i, Tensor) else i for i in index)
-        elif isinstance(index, Tensor):
-            index = index.data.astype(np.intp)
+        # BEGIN SOLUTION shapes: replace every Tensor in `index` by its array (floats become integers, a boolean mask stays a mask), then compute `data`
+        def as_numpy_index(i):
+            if not isinstance(i, Tensor):
+                return i
+            return i.data.astype(np.intp) if np.issubdtype(i.dtype, np.floating) else i.data
+
+        index = tuple(map(as_numpy_index, index)) if isinstance(index, tuple) else as_numpy_index(index)
         data = self.data[index]
         # END SOLUTION
         return Tensor.from_op(data, "getitem", (self,), index=index)
