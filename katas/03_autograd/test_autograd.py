@@ -667,21 +667,6 @@ class TestShapeRules:
         check_rule(lambda x: x[mask], x, name="x[mask]")
         check_rule(lambda x: x[np.array([True, False, True])], x, name="x[[True, False, True]] (rows)")
 
-    def test_gradients_through_non_contiguous_views(self):
-        """A leaf whose data is a transposed view, indexed with repeats and handed a transposed gradient, gets the right .grad."""
-        rng = _rng(76)
-        x = Tensor(rng.standard_normal((4, 3)).T, dtype=np.float64, requires_grad=True)  # (3, 4), not C-contiguous
-        g = np.asfortranarray(rng.standard_normal((3, 4)))  # column-major: not C-contiguous either
-        x[[0, 0, 2]].backward(g)
-        expected = np.zeros((3, 4))
-        np.add.at(expected, [0, 0, 2], g)
-        assert_close(x.grad, expected, "x.grad for x[[0, 0, 2]] with x a transposed view (a scatter into a "
-                     "reshaped copy of the zeros is lost: write into the zeros array itself)")
-        y = _rng(77).standard_normal((3, 4))
-        check_rule(lambda y: y.T[1:].reshape(-1), y, name="y.T[1:].reshape(-1)")
-        check_rule(lambda y: (y.T @ y)[::-1, 1:], y, name="(y.T @ y)[::-1, 1:]")
-        check_rule(lambda y: y.permute(1, 0)[:, [0, 0, 2]].sum(axis=0), y, name="y.permute(1, 0)[:, [0, 0, 2]].sum(axis=0)")
-
     def test_sum(self):
         """The gradient of sum over everything, one axis, two axes and keepdims; .grad accumulates after it."""
         x = _rng(86).standard_normal((2, 3, 4))
@@ -743,6 +728,21 @@ class TestShapeRules:
                    name="(2, 3, 4) @ (4, 5)")
         check_rule(lambda a, b: a @ b, _rng(96).standard_normal((1, 3, 4)), _rng(97).standard_normal((2, 4, 5)),
                    name="(1, 3, 4) @ (2, 4, 5)")
+
+    def test_gradients_through_non_contiguous_views(self):
+        """A leaf whose data is a transposed view, indexed with repeats and handed a transposed gradient, gets the right .grad."""
+        rng = _rng(76)
+        x = Tensor(rng.standard_normal((4, 3)).T, dtype=np.float64, requires_grad=True)  # (3, 4), not C-contiguous
+        g = np.asfortranarray(rng.standard_normal((3, 4)))  # column-major: not C-contiguous either
+        x[[0, 0, 2]].backward(g)
+        expected = np.zeros((3, 4))
+        np.add.at(expected, [0, 0, 2], g)
+        assert_close(x.grad, expected, "x.grad for x[[0, 0, 2]] with x a transposed view (a scatter into a "
+                     "reshaped copy of the zeros is lost: write into the zeros array itself)")
+        y = _rng(77).standard_normal((3, 4))
+        check_rule(lambda y: y.T[1:].reshape(-1), y, name="y.T[1:].reshape(-1)")
+        check_rule(lambda y: (y.T @ y)[::-1, 1:], y, name="(y.T @ y)[::-1, 1:]")
+        check_rule(lambda y: y.permute(1, 0)[:, [0, 0, 2]].sum(axis=0), y, name="y.permute(1, 0)[:, [0, 0, 2]].sum(axis=0)")
 
 
 # -- activation rules --------------------------------------------------------------------------
