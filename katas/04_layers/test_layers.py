@@ -67,7 +67,9 @@ class TestParameter:
     def test_float32_by_default_dtype_when_given_and_from_a_tensor(self):
         """Parameter(float64 data) stores float32; dtype=np.float64 is kept; Parameter(Tensor) takes its values."""
         assert Parameter(np.zeros(3)).dtype == np.float32, "parameters are float32 unless told otherwise"
-        assert Parameter(np.zeros(3), dtype=np.float64).dtype == np.float64, "dtype=np.float64 was not kept"
+        wide = Parameter(np.zeros(3), dtype=np.float64)
+        assert wide.dtype == np.float64, "dtype=np.float64 was not kept"
+        assert wide.requires_grad is True, "a float64 Parameter must require grad too"
         p = Parameter(Tensor([[1.0, 2.0], [3.0, 4.0]]))
         assert_shape(p, (2, 2), "Parameter(Tensor of shape (2, 2))")
         assert_close(p, np.array([[1.0, 2.0], [3.0, 4.0]]), "Parameter(Tensor) values")
@@ -612,7 +614,10 @@ class TestStateDict:
         target = Linear(3, 2, rng=np.random.default_rng(27))
         weight, weight_array = target.weight, target.weight.data
         state = source.state_dict()
+        saved = {name: value.copy() for name, value in state.items()}
         target.load_state_dict(state)
+        assert list(state) == list(saved) and all(np.array_equal(state[k], saved[k]) for k in saved), \
+            "load_state_dict changed the dict it was given: read it, never pop from it or write into it"
         assert target.weight is weight and target.weight.data is weight_array, \
             "load_state_dict must write into the existing arrays (optimizers hold references to them)"
         assert_close(target.weight, source.weight, "target.weight after loading", rtol=0, atol=0)
