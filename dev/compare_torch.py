@@ -35,7 +35,7 @@ implementation.install("reference")
 from tinytorch.activations import ReLU, gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: E402
 from tinytorch.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention  # noqa: E402
 from tinytorch.embeddings import embedding  # noqa: E402
-from tinytorch.layers import Linear, Sequential  # noqa: E402
+from tinytorch.layers import Dropout, Linear, Sequential, kaiming_uniform  # noqa: E402
 from tinytorch.losses import cross_entropy  # noqa: E402
 from tinytorch.optimizers import Adam  # noqa: E402
 from tinytorch.tensor import Tensor  # noqa: E402
@@ -333,6 +333,148 @@ def attention_workloads(torch, rng):
     return found
 
 
+# -- gradients (katas 03 and 04), float64, edges included ------------------------------------
+
+
+def gradient_cases(torch, rng):
+    """(name, ours, theirs, inputs): `ours` takes tinytorch Tensors, `theirs` torch tensors, same math."""
+    F = torch.nn.functional
+    normal = rng.standard_normal
+    positive = rng.uniform(0.5, 2.0, (3, 4))
+    x34, x234 = normal((3, 4)), normal((2, 3, 4))
+    mask = rng.random((3, 4)) < 0.5
+    zero_base = (np.array([0.0, 0.0, 0.0, 0.0, 1.5, 2.0]), np.array([2.0, 1.0, 0.0, 3.0, 0.0, -1.0]))
+    ties = np.array([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]])
+    all_tied = np.array([[3.0, 3.0], [3.0, 1.0]])
+    logits = np.array([[1000.0, 0.0, -1000.0], [0.5, 0.5, 0.5]])
+    return [
+        # arithmetic
+        ("a + b", lambda a, b: a + b, lambda a, b: a + b, (x34, normal((3, 4)))),
+        ("a - b", lambda a, b: a - b, lambda a, b: a - b, (x34, normal((3, 4)))),
+        ("a * b", lambda a, b: a * b, lambda a, b: a * b, (x34, normal((3, 4)))),
+        ("a / b", lambda a, b: a / b, lambda a, b: a / b, (x34, positive)),
+        ("a ** b", lambda a, b: a ** b, lambda a, b: a ** b, (positive, normal((3, 4)))),
+        ("a ** b at a zero base or exponent", lambda a, b: a ** b, lambda a, b: a ** b, zero_base),
+        ("x ** 3", lambda x: x ** 3, lambda x: x ** 3, (x34,)),
+        ("x ** 0 and x ** 2 at x = 0", lambda x: x ** 0 + x ** 2, lambda x: x ** 0 + x ** 2,
+         (np.array([0.0, 0.0, 2.0]),)),
+        ("-x", lambda x: -x, lambda x: -x, (x34,)),
+        ("x.exp()", lambda x: x.exp(), lambda x: x.exp(), (x34,)),
+        ("x.log()", lambda x: x.log(), lambda x: x.log(), (positive,)),
+        ("2 - x, 2 / x, 2 ** x", lambda x: (2 - x) * (2 / x) + 2 ** x, lambda x: (2 - x) * (2 / x) + 2 ** x,
+         (positive,)),
+        # broadcasting
+        ("(3, 4) + (4,)", lambda a, b: a + b, lambda a, b: a + b, (x34, normal(4))),
+        ("(2, 3, 4) * (3, 1)", lambda a, b: a * b, lambda a, b: a * b, (x234, normal((3, 1)))),
+        ("(1, 3, 1) * (2, 3, 4)", lambda a, b: a * b, lambda a, b: a * b, (normal((1, 3, 1)), x234)),
+        ("(3, 4) / (1, 4)", lambda a, b: a / b, lambda a, b: a / b, (x34, rng.uniform(0.5, 2.0, (1, 4)))),
+        ("() - (3, 4)", lambda a, b: a - b, lambda a, b: a - b, (normal(()), x34)),
+        # shapes
+        ("x.reshape(3, 4)", lambda x: x.reshape(3, 4), lambda x: x.reshape(3, 4), (normal((2, 6)),)),
+        ("x.permute(2, 0, 1)", lambda x: x.permute(2, 0, 1), lambda x: x.permute(2, 0, 1), (x234,)),
+        ("x.permute(-1, 0, -2)", lambda x: x.permute(-1, 0, -2), lambda x: x.permute(-1, 0, -2), (x234,)),
+        ("x.transpose(-1, 0)", lambda x: x.transpose(-1, 0), lambda x: x.transpose(-1, 0), (x234,)),
+        ("x.T", lambda x: x.T, lambda x: x.T, (x34,)),
+        ("x[1:, ::2]", lambda x: x[1:, ::2], lambda x: x[1:, ::2], (x34,)),
+        ("x[::-1, ::-2]", lambda x: x[::-1, ::-2], lambda x: x.flip((0, 1))[:, ::2], (x34,)),
+        ("x[..., 1] and x[None, 1]", lambda x: x[..., 1] * x[None, 1][0, :3], lambda x: x[..., 1] * x[None, 1][0, :3],
+         (x34,)),
+        ("x[[0, 2, 0, 0]]", lambda x: x[[0, 2, 0, 0]], lambda x: x[[0, 2, 0, 0]], (x34,)),
+        ("x[[-1, 0, -1]]", lambda x: x[[-1, 0, -1]], lambda x: x[[-1, 0, -1]], (x34,)),
+        ("x[[1, 1, 2], [3, 3, 0]]", lambda x: x[np.array([1, 1, 2]), np.array([3, 3, 0])],
+         lambda x: x[[1, 1, 2], [3, 3, 0]], (x34,)),
+        ("x[mask]", lambda x: x[mask], lambda x: x[torch.from_numpy(mask)], (x34,)),
+        # reductions
+        ("x.sum()", lambda x: x.sum(), lambda x: x.sum(), (x234,)),
+        ("x.sum(axis=(0, -1), keepdims=True)", lambda x: x.sum(axis=(0, -1), keepdims=True),
+         lambda x: x.sum(dim=(0, -1), keepdim=True), (x234,)),
+        ("x.mean(axis=(-1, 0))", lambda x: x.mean(axis=(-1, 0)), lambda x: x.mean(dim=(-1, 0)), (x234,)),
+        ("x.mean(axis=1, keepdims=True)", lambda x: x.mean(axis=1, keepdims=True),
+         lambda x: x.mean(dim=1, keepdim=True), (x234,)),
+        ("x.max(axis=-2)", lambda x: x.max(axis=-2), lambda x: x.amax(dim=-2), (x234,)),
+        ("x.max(axis=(0, 2))", lambda x: x.max(axis=(0, 2)), lambda x: x.amax(dim=(0, 2)), (x234,)),
+        ("max(axis=1) with ties (torch.amax)", lambda x: x.max(axis=1), lambda x: x.amax(dim=1), (ties,)),
+        ("max() with three ties (torch.max)", lambda x: x.max(), lambda x: x.max(), (all_tied,)),
+        # matmul
+        ("(3, 4) @ (4, 5)", lambda a, b: a @ b, lambda a, b: a @ b, (x34, normal((4, 5)))),
+        ("(2, 3, 4) @ (4, 5)", lambda a, b: a @ b, lambda a, b: a @ b, (x234, normal((4, 5)))),
+        ("(1, 3, 4) @ (2, 4, 5)", lambda a, b: a @ b, lambda a, b: a @ b, (normal((1, 3, 4)), normal((2, 4, 5)))),
+        # activations
+        ("relu, at 0 too", relu, torch.relu, (np.array([-1.0, 0.0, 2.0, -0.5, 3.0]),)),
+        ("sigmoid, at +-1000 too", sigmoid, torch.sigmoid, (np.array([-1000.0, -2.0, 0.0, 1.5, 1000.0]),)),
+        ("tanh", tanh, torch.tanh, (x34 * 2,)),
+        ("gelu (tanh approximation)", gelu, lambda x: F.gelu(x, approximate="tanh"), (x34 * 2,)),
+        ("softmax(axis=0)", lambda x: softmax(x, axis=0), lambda x: torch.softmax(x, dim=0), (x34,)),
+        ("softmax(axis=1) of (2, 3, 4)", lambda x: softmax(x, axis=1), lambda x: torch.softmax(x, dim=1), (x234,)),
+        ("log_softmax(axis=-1)", lambda x: log_softmax(x, axis=-1), lambda x: torch.log_softmax(x, dim=-1), (x34,)),
+        ("softmax at logits +-1000", lambda x: softmax(x, axis=-1), lambda x: torch.softmax(x, dim=-1), (logits,)),
+        ("log_softmax at logits +-1000", lambda x: log_softmax(x, axis=-1), lambda x: torch.log_softmax(x, dim=-1),
+         (logits,)),
+    ]
+
+
+def gradient_checks(torch, rng) -> bool:
+    """Every op's value and gradients against torch in float64, with a random upstream gradient."""
+    ok = True
+    for name, ours, theirs, inputs in gradient_cases(torch, rng):
+        mine = [Tensor(np.array(x), dtype=np.float64, requires_grad=True) for x in inputs]
+        their = [torch.tensor(np.array(x), dtype=torch.float64, requires_grad=True) for x in inputs]
+        out, t_out = ours(*mine), theirs(*their)
+        upstream = rng.standard_normal(out.shape)
+        out.backward(upstream)
+        t_out.backward(torch.from_numpy(upstream))
+        ok &= close(f"{name}: value", out.data, t_out.detach().numpy(), 1e-12)
+        for i, (m, t) in enumerate(zip(mine, their)):
+            ok &= close(f"{name}: gradient of input {i}", m.grad, t.grad.numpy(), 1e-12)
+    return ok
+
+
+def layer_checks(torch, rng) -> bool:
+    """Kata 04 against torch.nn: Linear (weights transposed), Dropout at p = 0 and 1, init bound, state_dict keys."""
+    ok = True
+    for shape in ((5, 4), (2, 5, 4), (4,)):
+        layer = Linear(4, 3, rng=np.random.default_rng(7))
+        layer.bias.data[...] = rng.standard_normal(3)
+        x = rng.standard_normal(shape).astype(np.float32)
+        weight = torch.from_numpy(layer.weight.data.T.copy()).requires_grad_(True)  # torch keeps (out, in)
+        bias = torch.from_numpy(layer.bias.data.copy()).requires_grad_(True)
+        t_x = torch.from_numpy(x).requires_grad_(True)
+        mine_x = Tensor(x, requires_grad=True)
+        out, t_out = layer(mine_x), torch.nn.functional.linear(t_x, weight, bias)
+        upstream = rng.standard_normal(out.shape).astype(np.float32)
+        out.backward(upstream)
+        t_out.backward(torch.from_numpy(upstream))
+        ok &= close(f"Linear(4, 3) on {shape}: value", out.data, t_out.detach().numpy(), 1e-5)
+        ok &= close(f"Linear(4, 3) on {shape}: weight.grad (transposed)", layer.weight.grad.T, weight.grad.numpy(), 1e-5)
+        ok &= close(f"Linear(4, 3) on {shape}: bias.grad", layer.bias.grad, bias.grad.numpy(), 1e-5)
+        ok &= close(f"Linear(4, 3) on {shape}: x.grad", mine_x.grad, t_x.grad.numpy(), 1e-5)
+    x = rng.standard_normal((6, 5))
+    for p, training in ((0.0, True), (1.0, True), (0.0, False), (1.0, False), (0.5, False)):
+        dropout, t_dropout = Dropout(p), torch.nn.Dropout(p)
+        dropout.train(training), t_dropout.train(training)
+        mine_x, t_x = Tensor(x, dtype=np.float64, requires_grad=True), torch.tensor(x, requires_grad=True)
+        out, t_out = dropout(mine_x), t_dropout(t_x)
+        out.backward(np.ones(x.shape))
+        t_out.backward(torch.ones(x.shape, dtype=torch.float64))
+        mode = "training" if training else "eval"
+        ok &= close(f"Dropout({p}) in {mode}: value", out.data, t_out.detach().numpy(), 0)
+        ok &= close(f"Dropout({p}) in {mode}: gradient", mine_x.grad, t_x.grad.numpy(), 0)
+    t_weight = torch.empty(512, 1024)
+    torch.nn.init.kaiming_uniform_(t_weight, nonlinearity="relu")  # fan_in = 1024 (torch's weight is (out, in))
+    ours_weight = kaiming_uniform((1024, 512), fan_in=1024, rng=np.random.default_rng(8))
+    ok &= close("kaiming_uniform bound sqrt(6/fan_in): largest |w|", np.abs(ours_weight).max(),
+                t_weight.abs().max().item(), 1e-3)
+    model = Sequential(Linear(4, 8), ReLU(), Linear(8, 3))
+    t_model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    same_keys = list(model.state_dict()) == list(t_model.state_dict())
+    print(f"  {'ok ' if same_keys else 'BAD'} {'state_dict keys of Sequential(Linear, ReLU, Linear)':<44} "
+          f"{list(model.state_dict())}")
+    big, t_big = Linear(512, 512), torch.nn.Linear(512, 512)
+    same_count = big.num_parameters() == sum(p.numel() for p in t_big.parameters())
+    print(f"  {'ok ' if same_count else 'BAD'} {'Linear(512, 512) parameter count':<44} {big.num_parameters():,}")
+    return ok and same_keys and same_count
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python dev/compare_torch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repeats instead of 20")
@@ -354,6 +496,9 @@ def main(argv=None) -> int:
     ok = all([check() for _, _, _, check in found])
     print("\nedge cases, float64 (katas 01-02):")
     ok &= all([check() for check in tensor_and_activation_edges(torch, rng)])
+    print("\ngradients, float64 (katas 03 and 04):")
+    ok &= gradient_checks(torch, np.random.default_rng(1))
+    ok &= layer_checks(torch, np.random.default_rng(2))
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:

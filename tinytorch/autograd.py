@@ -115,7 +115,7 @@ def div_backward(out, grad):
 
 @backward_rule("pow")
 def pow_backward(out, grad):
-    raise NotImplementedError("03_autograd · arithmetic_rules: return the gradients of base and exponent of a ** b (the exponent's only if it requires grad)")
+    raise NotImplementedError("03_autograd · arithmetic_rules: return the gradients of base and exponent of a ** b (the exponent's only if it requires grad), 0 and not nan at a zero base or exponent")
 
 
 @backward_rule("neg")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from harness.budgets import time_ratio
-from harness.checks import assert_close, assert_shape, gradcheck
+from harness.checks import assert_close, assert_shape, gradcheck, no_overflow
 from tinytorch import autograd
 from tinytorch.activations import gelu, log_softmax, relu, sigmoid, softmax, tanh
 from tinytorch.autograd import backward_rule, is_grad_enabled, no_grad, topological_order, unbroadcast
@@ -129,8 +129,9 @@ class TestGraph:
         b = Tensor([[5.0, 6.0], [7.0, 8.0]])
         c = a * b
         assert c.op == "mul", f"a * b: expected op 'mul', got {c.op!r}"
-        assert len(c.parents) == 2 and c.parents[0] is a and c.parents[1] is b, (
-            f"a * b: expected parents (a, b), the very same objects; got {c.parents!r}")
+        assert isinstance(c.parents, tuple) and len(c.parents) == 2 and c.parents[0] is a and c.parents[1] is b, (
+            f"a * b: expected parents to be the tuple (a, b) of the very same objects, b included although it "
+            f"needs no grad (the rule unpacks both); got {c.parents!r}")
         assert c.requires_grad, "a * b: a requires grad, so the result must too"
         s = a.sum(axis=1, keepdims=True)
         assert s.saved == {"axis": 1, "keepdims": True}, (
@@ -183,6 +184,17 @@ class TestGraph:
             assert (x * 2).op is None, "still inside the outer no_grad(): x * 2 must record nothing"
         assert is_grad_enabled(), "after both blocks recording must be on"
 
+    def test_no_grad_nested_exception_restores_the_outer_state(self):
+        """An exception leaving an inner no_grad() inside an outer one keeps recording off until the outer one ends."""
+        with no_grad():
+            with pytest.raises(KeyError):
+                with no_grad():
+                    {}["missing"]
+            assert not is_grad_enabled(), (
+                "an exception left an inner no_grad() and switched recording on inside the outer one: "
+                "in the `finally:` put back the state saved on entry")
+        assert is_grad_enabled(), "after the outer no_grad() recording must be on"
+
     def test_topological_order_puts_parents_first(self):
         """topological_order lists every node of the graph, each after all of its parents, the root last."""
         x = Tensor([1.0, 2.0], requires_grad=True)
@@ -202,6 +214,8 @@ class TestGraph:
                 assert position[id(parent)] < position[id(node)], (
                     f"{names[id(parent)]} is a parent of {names[id(node)]} but comes after it in {got}")
         assert order[-1] is d, f"the root d must come last; got {got}"
+        lone = topological_order(x)
+        assert len(lone) == 1 and lone[0] is x, f"a leaf alone: expected [x], got a list of {len(lone)}"
 
     def test_topological_order_lists_shared_nodes_once(self):
         """In diamonds (x feeding two ops that meet again) each node is listed once, even 12 diamonds deep."""
@@ -243,6 +257,23 @@ class TestEngine:
         assert x.grad is not None, "x.grad is None: backward() never reached the leaf"
         assert_close(x.grad, np.array(2.0), "x.grad for y = 2x")
 
+    def test_loss_of_shape_1_1_is_seeded_with_ones_of_its_shape_and_dtype(self):
+        """backward() on a (1, 1) float32 loss seeds np.ones((1, 1), float32): the leaf's .grad is (1, 1) float32."""
+        SEEN.clear()
+        x = leaf((1, 1), seed=22, dtype=np.float32)
+        spy(double(x)).backward()
+        seed = SEEN[0]
+        assert seed.shape == (1, 1), (
+            f"the seed handed to the last rule has shape {seed.shape}; a (1, 1) loss needs a (1, 1) seed: "
+            "np.ones_like(root.data), not 1.0")
+        assert seed.dtype == np.float32, (
+            f"a float32 loss was seeded with {seed.dtype}: every rule after it then works in {seed.dtype}. "
+            "np.ones_like(root.data) keeps the loss's dtype")
+        assert_close(seed, np.ones((1, 1)), "the seed of a (1, 1) loss")
+        assert_shape(x.grad, (1, 1), "x.grad for a (1, 1) leaf")
+        assert x.grad.dtype == np.float32, f"x.grad: expected float32 (the leaf's dtype), got {x.grad.dtype}"
+        assert_close(x.grad, np.full((1, 1), 2.0), "x.grad for y = 2x")
+
     def test_explicit_gradient_for_non_scalar(self):
         """backward(grad) on a non-scalar output uses the given gradient (a numpy array or a Tensor)."""
         x = leaf((3, 2), seed=10)
@@ -252,6 +283,36 @@ class TestEngine:
         z = leaf((3, 2), seed=12)
         double(z).backward(Tensor(g, dtype=np.float64))
         assert_close(z.grad, 2 * g, "z.grad for y = 2z, backward(Tensor(g))")
+
+    def test_given_gradient_takes_the_output_dtype(self):
+        """backward(float64 g) on a float32 output hands the rules float32 (np.asarray(g, dtype=root.dtype))."""
+        SEEN.clear()
+        x = leaf((2, 3), seed=23, dtype=np.float32)
+        spy(double(x)).backward(np.ones((2, 3)))  # np.ones is float64
+        assert SEEN[0].dtype == np.float32, (
+            f"the gradient given to backward() reached the rules as {SEEN[0].dtype}; convert it to the output's "
+            "dtype (float32), or a whole float32 graph runs backward in float64")
+        assert_close(x.grad, np.full((2, 3), 2.0), "x.grad for y = 2x, backward(float64 ones)")
+
+    def test_a_leaf_can_be_the_root(self):
+        """x.backward(g) on a leaf x itself gives x.grad = g, a copy of g."""
+        x = leaf((2, 2), seed=24)
+        g = np.random.default_rng(25).standard_normal((2, 2))
+        x.backward(g)
+        assert x.grad is not None, "x.backward(g) on a leaf left x.grad None: the root can be a leaf too"
+        assert_close(x.grad, g, "x.grad after x.backward(g)")
+        assert not np.shares_memory(x.grad, g), "x.grad is the array passed to backward(): store a copy"
+
+    def test_only_leaves_keep_a_gradient(self):
+        """After backward(), intermediate results keep .grad None, as in PyTorch: only leaves store one."""
+        x = leaf((3,), seed=26)
+        h = double(x)
+        y = spy(h)
+        y.backward(np.ones(3))
+        assert h.grad is None and y.grad is None, (
+            "an intermediate result (an op's output) got a .grad: pass its gradient on and drop it. "
+            "Keeping it holds a second array the size of every activation")
+        assert_close(x.grad, np.full(3, 2.0), "x.grad for y = 2x")
 
     def test_chain_rule_through_custom_ops(self):
         """Rules run from the output back: y = (3 * x**2) * 2 gives dy/dx = 12x; a rule reads out.saved."""
@@ -302,6 +363,12 @@ class TestEngine:
         first_only(a, b).backward(np.ones(2))
         assert_close(a.grad, np.ones(2), "a.grad when the rule returns (grad, None)")
         assert b.grad is None, "the rule returned None for b: b.grad must stay None"
+        SEEN.clear()
+        c, d = leaf((2,), seed=27), leaf((2,), seed=28)
+        first_only(c, spy(d)).backward(np.ones(2))
+        assert not SEEN and d.grad is None, (
+            "a None gradient must stop the walk: the op behind it got a gradient anyway "
+            f"(its rule ran {len(SEEN)} time(s), d.grad is {d.grad!r}); skip nodes no gradient reached")
 
     def test_long_chain_backward(self):
         """backward() through a chain of 10,000 ops works (no recursion) and gives the right gradient."""
@@ -324,55 +391,110 @@ def positive(shape, seed):
     return _rng(seed).uniform(0.5, 2.0, shape)
 
 
+def frozen(values):
+    """A read-only float64 copy: writing into it raises."""
+    array = np.array(values, dtype=np.float64)
+    array.setflags(write=False)
+    return array
+
+
+def check_rule(fn, *inputs, name, seed=0):
+    """First purity: the rules leave alone every array they are handed; then `gradcheck`.
+
+    The inputs' data, the output's data and the incoming gradient are read-only while
+    backward() runs (and compared with copies after it, for writes numpy lets through).
+    """
+    tensors = [Tensor(frozen(x), dtype=np.float64, requires_grad=True) for x in inputs]
+    out = fn(*tensors)
+    out.data.setflags(write=False)
+    upstream = frozen(_rng(seed + 1000).standard_normal(out.shape))
+    before = [t.data.copy() for t in tensors] + [out.data.copy(), upstream.copy()]
+    try:
+        out.backward(upstream)
+    except ValueError as error:
+        if "read-only" not in str(error):
+            raise
+        raise AssertionError(
+            f"{name}: a backward rule wrote into an array it was handed ({error}).\nThe incoming gradient, "
+            "the parents' .data and the output's .data belong to others (add's rule hands one gradient to both "
+            "parents; sum's rule returns a read-only view): build a new array, `grad * mask`, never "
+            "`grad[...] = 0` or `grad *= ...`") from None
+    after = [t.data for t in tensors] + [out.data, upstream]
+    for what, old, new in zip([f"input {i}" for i in range(len(tensors))] + ["the output", "the incoming gradient"],
+                              before, after):
+        assert np.array_equal(old, new, equal_nan=True), (
+            f"{name}: backward() changed {what}'s values; a rule must compute new arrays, not write into these")
+    gradcheck(fn, *inputs, seed=seed, name=name)
+
+
 @pytest.mark.checkpoint("arithmetic_rules")
 class TestArithmeticRules:
     def test_add(self):
         """The gradients of a + b match central differences."""
-        gradcheck(lambda a, b: a + b, _rng(30).standard_normal((3, 4)), _rng(31).standard_normal((3, 4)), name="a + b")
+        check_rule(lambda a, b: a + b, _rng(30).standard_normal((3, 4)), _rng(31).standard_normal((3, 4)), name="a + b")
 
     def test_sub(self):
         """The gradients of a - b match central differences."""
-        gradcheck(lambda a, b: a - b, _rng(32).standard_normal((3, 4)), _rng(33).standard_normal((3, 4)), name="a - b")
+        check_rule(lambda a, b: a - b, _rng(32).standard_normal((3, 4)), _rng(33).standard_normal((3, 4)), name="a - b")
 
     def test_mul(self):
         """The gradients of a * b match central differences."""
-        gradcheck(lambda a, b: a * b, _rng(34).standard_normal((3, 4)), _rng(35).standard_normal((3, 4)), name="a * b")
+        check_rule(lambda a, b: a * b, _rng(34).standard_normal((3, 4)), _rng(35).standard_normal((3, 4)), name="a * b")
 
     def test_div(self):
         """The gradients of a / b match central differences (b kept away from 0)."""
         b = positive((3, 4), 37) * np.where(_rng(38).random((3, 4)) < 0.5, -1, 1)
-        gradcheck(lambda a, b: a / b, _rng(36).standard_normal((3, 4)), b, name="a / b")
+        check_rule(lambda a, b: a / b, _rng(36).standard_normal((3, 4)), b, name="a / b")
 
     def test_pow_scalar_exponent(self):
         """The gradient of x ** 3, x ** 2.5 and x ** -1 matches central differences."""
-        gradcheck(lambda x: x ** 3, _rng(39).standard_normal((3, 4)), name="x ** 3")
-        gradcheck(lambda x: x ** 2.5, positive((3, 4), 40), name="x ** 2.5")
-        gradcheck(lambda x: x ** -1, positive((3, 4), 41), name="x ** -1")
+        check_rule(lambda x: x ** 3, _rng(39).standard_normal((3, 4)), name="x ** 3")
+        check_rule(lambda x: x ** 2.5, positive((3, 4), 40), name="x ** 2.5")
+        check_rule(lambda x: x ** -1, positive((3, 4), 41), name="x ** -1")
 
     def test_pow_tensor_exponent(self):
         """The gradients of a ** b with both a (positive) and b requiring grad match central differences."""
-        gradcheck(lambda a, b: a ** b, positive((3, 4), 42), _rng(43).standard_normal((3, 4)), name="a ** b")
+        check_rule(lambda a, b: a ** b, positive((3, 4), 42), _rng(43).standard_normal((3, 4)), name="a ** b")
+
+    def test_pow_at_zero_base_and_zero_exponent(self):
+        """a ** b at a = 0 or b = 0 has exact gradients, 0 where 0 * inf would be nan, as in PyTorch (no warnings)."""
+        a = Tensor([0.0, 0.0, 0.0, 0.0, 1.5], dtype=np.float64, requires_grad=True)
+        b = Tensor([2.0, 1.0, 0.0, 3.0, 0.0], dtype=np.float64, requires_grad=True)
+        g = np.array([2.0, -3.0, 0.5, 4.0, -1.5])
+        advice = ("b * a**(b-1) is 0 * 0**-1 = nan at b = 0, and out * log(a) is 0 * log(0) = nan at a = 0: "
+                  "before the power and the log, put 1 in place of a where the answer is 0 "
+                  "(b == 0 for a's gradient; a == 0 and b >= 0 for b's), e.g. with np.where")
+        with no_overflow("the gradients of a ** b with a = [0, 0, 0, 0, 1.5], b = [2, 1, 0, 3, 0]", advice):
+            (a ** b).backward(g)
+        assert_close(a.grad, np.array([0.0, -3.0, 0.0, 0.0, 0.0]),
+                     "a.grad = g * b * a**(b-1): 0 wherever b == 0 (a**0 is the constant 1)")
+        assert_close(b.grad, np.array([0.0, 0.0, 0.0, 0.0, -1.5 * np.log(1.5)]),
+                     "b.grad = g * a**b * log(a): 0 where a == 0 and b >= 0 (0**b does not change with b)")
+        x = Tensor([0.0, 0.0, 2.0], dtype=np.float64, requires_grad=True)
+        with no_overflow("the gradient of x ** 0 at x = [0, 0, 2]", advice):
+            (x ** 0).backward(np.array([3.0, -1.0, 2.0]))
+        assert_close(x.grad, np.zeros(3), "x.grad for x ** 0 (a constant: 0 everywhere, also at x = 0)")
 
     def test_neg(self):
         """The gradient of -x matches central differences."""
-        gradcheck(lambda x: -x, _rng(44).standard_normal((3, 4)), name="-x")
+        check_rule(lambda x: -x, _rng(44).standard_normal((3, 4)), name="-x")
 
     def test_exp(self):
         """The gradient of x.exp() matches central differences."""
-        gradcheck(lambda x: x.exp(), _rng(45).standard_normal((3, 4)), name="x.exp()")
+        check_rule(lambda x: x.exp(), _rng(45).standard_normal((3, 4)), name="x.exp()")
 
     def test_log(self):
         """The gradient of x.log() matches central differences (x positive)."""
-        gradcheck(lambda x: x.log(), positive((3, 4), 46), name="x.log()")
+        check_rule(lambda x: x.log(), positive((3, 4), 46), name="x.log()")
 
     def test_reflected_forms(self):
         """Scalars on the left (2 + x, 2 - x, 3 * x, 2 / x, 2 ** x) give the right gradients."""
         x = _rng(47).standard_normal((3, 4))
-        gradcheck(lambda x: 2 + x, x, name="2 + x")
-        gradcheck(lambda x: 2 - x, x, name="2 - x")
-        gradcheck(lambda x: 3 * x, x, name="3 * x")
-        gradcheck(lambda x: 2 / x, positive((3, 4), 48), name="2 / x")
-        gradcheck(lambda x: 2 ** x, x, name="2 ** x")
+        check_rule(lambda x: 2 + x, x, name="2 + x")
+        check_rule(lambda x: 2 - x, x, name="2 - x")
+        check_rule(lambda x: 3 * x, x, name="3 * x")
+        check_rule(lambda x: 2 / x, positive((3, 4), 48), name="2 / x")
+        check_rule(lambda x: 2 ** x, x, name="2 ** x")
 
 
 # -- unbroadcast -------------------------------------------------------------------------------
@@ -382,23 +504,39 @@ class TestArithmeticRules:
 class TestUnbroadcast:
     def test_leading_axis(self):
         """unbroadcast of a (3, 4) gradient to (4,) or to (1, 4) sums over the rows."""
-        g = _rng(50).standard_normal((3, 4))
+        g = frozen(_rng(50).standard_normal((3, 4)))  # read-only: unbroadcast must not write into it
         assert_close(unbroadcast(g, (4,)), g.sum(axis=0), "unbroadcast((3, 4) -> (4,))")
         assert_close(unbroadcast(g, (1, 4)), g.sum(axis=0, keepdims=True), "unbroadcast((3, 4) -> (1, 4))")
 
     def test_added_and_stretched_axes(self):
         """unbroadcast of a (2, 3, 4) gradient to (3, 1) sums the added axis 0 and the stretched last axis."""
-        g = _rng(51).standard_normal((2, 3, 4))
+        g = frozen(_rng(51).standard_normal((2, 3, 4)))
         assert_close(unbroadcast(g, (3, 1)), g.sum(axis=0).sum(axis=1, keepdims=True), "unbroadcast((2, 3, 4) -> (3, 1))")
+
+    def test_stretched_axes_anywhere(self):
+        """A stretched middle or first axis is summed too: (2, 3, 4) to (2, 1, 4), to (1, 3, 1); (4, 2, 3, 5) to (2, 1, 5)."""
+        g = frozen(_rng(64).standard_normal((2, 3, 4)))
+        assert_close(unbroadcast(g, (2, 1, 4)), g.sum(axis=1, keepdims=True), "unbroadcast((2, 3, 4) -> (2, 1, 4))")
+        assert_close(unbroadcast(g, (1, 3, 1)), g.sum(axis=(0, 2), keepdims=True), "unbroadcast((2, 3, 4) -> (1, 3, 1))")
+        h = frozen(_rng(65).standard_normal((4, 2, 3, 5)))
+        assert_close(unbroadcast(h, (2, 1, 5)), h.sum(axis=0).sum(axis=1, keepdims=True),
+                     "unbroadcast((4, 2, 3, 5) -> (2, 1, 5))")
+
+    def test_keeps_the_dtype(self):
+        """unbroadcast of a float32 gradient is float32: summing must not switch to float64."""
+        g = _rng(66).standard_normal((3, 4)).astype(np.float32)
+        for shape in ((4,), (3, 1), ()):
+            result = np.asarray(unbroadcast(g, shape))
+            assert result.dtype == np.float32, f"unbroadcast((3, 4) float32 -> {shape}): got dtype {result.dtype}"
 
     def test_to_scalar(self):
         """unbroadcast to shape () sums everything."""
-        g = _rng(52).standard_normal((2, 3))
+        g = frozen(_rng(52).standard_normal((2, 3)))
         assert_close(unbroadcast(g, ()), np.array(g.sum()), "unbroadcast((2, 3) -> ())")
 
     def test_same_shape_unchanged(self):
         """unbroadcast to the gradient's own shape, or one with a real size-1 axis, changes nothing."""
-        g = _rng(53).standard_normal((2, 1, 3))
+        g = frozen(_rng(53).standard_normal((2, 1, 3)))
         assert_close(unbroadcast(g, (2, 1, 3)), g, "unbroadcast((2, 1, 3) -> (2, 1, 3))")
 
     def test_broadcast_add_and_sub(self):
@@ -414,6 +552,8 @@ class TestUnbroadcast:
                   name="(2, 3, 4) * (3, 1)")
         gradcheck(lambda a, b: a / b, _rng(60).standard_normal((3, 4)), positive((1, 4), 61), name="(3, 4) / (1, 4)")
         gradcheck(lambda a, b: a ** b, positive((2, 3), 62), _rng(63).standard_normal((2, 1)), name="(2, 3) ** (2, 1)")
+        gradcheck(lambda a, b: a * b, _rng(67).standard_normal((1, 3, 1)), _rng(68).standard_normal((2, 3, 4)),
+                  name="(1, 3, 1) * (2, 3, 4)")
 
 
 # -- accumulation ------------------------------------------------------------------------------
@@ -484,74 +624,125 @@ class TestShapeRules:
     def test_reshape(self):
         """The gradient of reshape (including -1) is the gradient reshaped back."""
         x = _rng(80).standard_normal((2, 6))
-        gradcheck(lambda x: x.reshape(3, 4), x, name="x.reshape(3, 4)")
-        gradcheck(lambda x: x.reshape(-1), x, name="x.reshape(-1)")
+        check_rule(lambda x: x.reshape(3, 4), x, name="x.reshape(3, 4)")
+        check_rule(lambda x: x.reshape(-1), x, name="x.reshape(-1)")
 
     def test_transpose_and_permute(self):
         """The gradients of permute(2, 0, 1), transpose(0, 2) and .T undo the permutation."""
         x = _rng(81).standard_normal((2, 3, 4))
-        gradcheck(lambda x: x.permute(2, 0, 1), x, name="x.permute(2, 0, 1)")
-        gradcheck(lambda x: x.transpose(0, 2), x, name="x.transpose(0, 2)")
-        gradcheck(lambda x: x.T, _rng(82).standard_normal((3, 5)), name="x.T")
+        check_rule(lambda x: x.permute(2, 0, 1), x, name="x.permute(2, 0, 1)")
+        check_rule(lambda x: x.transpose(0, 2), x, name="x.transpose(0, 2)")
+        check_rule(lambda x: x.T, _rng(82).standard_normal((3, 5)), name="x.T")
+
+    def test_transpose_and_permute_with_negative_axes(self):
+        """The gradients of permute(-1, 0, -2), transpose(-1, 0) and transpose(-3, -2) undo the permutation."""
+        x = _rng(79).standard_normal((2, 3, 4))
+        check_rule(lambda x: x.permute(-1, 0, -2), x, name="x.permute(-1, 0, -2)")
+        check_rule(lambda x: x.transpose(-1, 0), x, name="x.transpose(-1, 0)")
+        check_rule(lambda x: x.transpose(-3, -2), x, name="x.transpose(-3, -2)")
 
     def test_getitem_slices(self):
         """Basic indexing (x[0], x[1:, ::2], x[:, -1]) sends gradient back to the picked elements only."""
         x = _rng(83).standard_normal((3, 4))
-        gradcheck(lambda x: x[0], x, name="x[0]")
-        gradcheck(lambda x: x[1:, ::2], x, name="x[1:, ::2]")
-        gradcheck(lambda x: x[:, -1], x, name="x[:, -1]")
+        check_rule(lambda x: x[0], x, name="x[0]")
+        check_rule(lambda x: x[1:, ::2], x, name="x[1:, ::2]")
+        check_rule(lambda x: x[:, -1], x, name="x[:, -1]")
+
+    def test_getitem_negative_steps_ellipsis_and_new_axes(self):
+        """x[::-1, ::-2], x[-1:0:-1, -2], x[..., 1] and x[None, 1] send gradient back to the picked elements only."""
+        x = _rng(78).standard_normal((3, 4))
+        check_rule(lambda x: x[::-1, ::-2], x, name="x[::-1, ::-2]")
+        check_rule(lambda x: x[-1:0:-1, -2], x, name="x[-1:0:-1, -2]")
+        check_rule(lambda x: x[..., 1], x, name="x[..., 1]")
+        check_rule(lambda x: x[None, 1], x, name="x[None, 1]")
 
     def test_getitem_repeated_indices_accumulate(self):
         """Fancy indexing with repeats (x[[0, 2, 0, 0]], pairs, masks) adds the gradient of every copy."""
         x = _rng(84).standard_normal((3, 4))
-        gradcheck(lambda x: x[[0, 2, 0, 0]], x, name="x[[0, 2, 0, 0]]")
-        gradcheck(lambda x: x[np.array([1, 1, 2]), np.array([3, 3, 0])], x, name="x[[1, 1, 2], [3, 3, 0]]")
+        check_rule(lambda x: x[[0, 2, 0, 0]], x, name="x[[0, 2, 0, 0]]")
+        check_rule(lambda x: x[np.array([1, 1, 2]), np.array([3, 3, 0])], x, name="x[[1, 1, 2], [3, 3, 0]]")
+        check_rule(lambda x: x[[-1, 0, -1]], x, name="x[[-1, 0, -1]]")
+        check_rule(lambda x: x[[0, 0, 2], 1:], x, name="x[[0, 0, 2], 1:]")
         mask = _rng(85).random((3, 4)) < 0.5
-        gradcheck(lambda x: x[mask], x, name="x[mask]")
+        check_rule(lambda x: x[mask], x, name="x[mask]")
+        check_rule(lambda x: x[np.array([True, False, True])], x, name="x[[True, False, True]] (rows)")
 
     def test_sum(self):
         """The gradient of sum over everything, one axis, two axes and keepdims; .grad accumulates after it."""
         x = _rng(86).standard_normal((2, 3, 4))
-        gradcheck(lambda x: x.sum(), x, name="x.sum()")
-        gradcheck(lambda x: x.sum(axis=1), x, name="x.sum(axis=1)")
-        gradcheck(lambda x: x.sum(axis=(0, 2)), x, name="x.sum(axis=(0, 2))")
-        gradcheck(lambda x: x.sum(axis=-1, keepdims=True), x, name="x.sum(axis=-1, keepdims=True)")
+        check_rule(lambda x: x.sum(), x, name="x.sum()")
+        check_rule(lambda x: x.sum(axis=1), x, name="x.sum(axis=1)")
+        check_rule(lambda x: x.sum(axis=(0, 2)), x, name="x.sum(axis=(0, 2))")
+        check_rule(lambda x: x.sum(axis=-1, keepdims=True), x, name="x.sum(axis=-1, keepdims=True)")
+        check_rule(lambda x: x.sum(axis=(0, -1), keepdims=True), x, name="x.sum(axis=(0, -1), keepdims=True)")
+        check_rule(lambda x: x.sum(axis=-2), x, name="x.sum(axis=-2)")
         y = leaf((2, 3), seed=87)
         y.sum().backward()
         y.sum().backward()  # fails if .grad holds the read-only view sum's rule returned
         assert_close(y.grad, np.full((2, 3), 2.0), "y.grad after backward of y.sum() twice")
 
     def test_mean(self):
-        """The gradient of mean over everything, one axis, two axes and keepdims."""
+        """The gradient of mean over everything, one axis, two axes (negative ones too) and keepdims."""
         x = _rng(88).standard_normal((2, 3, 4))
-        gradcheck(lambda x: x.mean(), x, name="x.mean()")
-        gradcheck(lambda x: x.mean(axis=0), x, name="x.mean(axis=0)")
-        gradcheck(lambda x: x.mean(axis=(1, 2)), x, name="x.mean(axis=(1, 2))")
-        gradcheck(lambda x: x.mean(axis=1, keepdims=True), x, name="x.mean(axis=1, keepdims=True)")
+        check_rule(lambda x: x.mean(), x, name="x.mean()")
+        check_rule(lambda x: x.mean(axis=0), x, name="x.mean(axis=0)")
+        check_rule(lambda x: x.mean(axis=(1, 2)), x, name="x.mean(axis=(1, 2))")
+        check_rule(lambda x: x.mean(axis=1, keepdims=True), x, name="x.mean(axis=1, keepdims=True)")
+        check_rule(lambda x: x.mean(axis=(-1, 0)), x, name="x.mean(axis=(-1, 0))")
+        check_rule(lambda x: x.mean(axis=(0, 2), keepdims=True), x, name="x.mean(axis=(0, 2), keepdims=True)")
 
     def test_max(self):
-        """The gradient of max goes to the maximum only (all, axis, keepdims); ties split it evenly."""
+        """The gradient of max goes to the maximum only: over everything, an axis, negative and tuple axes, keepdims."""
         x = _rng(89).standard_normal((3, 4))
-        gradcheck(lambda x: x.max(), x, name="x.max()")
-        gradcheck(lambda x: x.max(axis=1), x, name="x.max(axis=1)")
-        gradcheck(lambda x: x.max(axis=0, keepdims=True), x, name="x.max(axis=0, keepdims=True)")
+        check_rule(lambda x: x.max(), x, name="x.max()")
+        check_rule(lambda x: x.max(axis=1), x, name="x.max(axis=1)")
+        check_rule(lambda x: x.max(axis=0, keepdims=True), x, name="x.max(axis=0, keepdims=True)")
+        y = _rng(75).standard_normal((2, 3, 4))
+        check_rule(lambda y: y.max(axis=-2), y, name="y.max(axis=-2)")
+        check_rule(lambda y: y.max(axis=(0, 2)), y, name="y.max(axis=(0, 2))")
+        check_rule(lambda y: y.max(axis=(-2, -1), keepdims=True), y, name="y.max(axis=(-2, -1), keepdims=True)")
+
+    def test_max_ties_split_the_gradient_evenly(self):
+        """Tied maxima share the incoming gradient equally (like torch.amax): with g = [2, -3], each of two ties gets 1 or -1.5."""
         t = Tensor([[1.0, 3.0, 3.0], [2.0, 0.0, 2.0]], dtype=np.float64, requires_grad=True)
-        t.max(axis=1).backward(np.ones(2))
-        assert_close(t.grad, np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5]]), "grad of max(axis=1) with tied maxima")
+        t.max(axis=1).backward(np.array([2.0, -3.0]))
+        assert_close(t.grad, np.array([[0.0, 1.0, 1.0], [-1.5, 0.0, -1.5]]),
+                     "grad of max(axis=1) with tied maxima, upstream [2, -3]: each tie gets g / (number of ties)")
+        u = Tensor([[3.0, 3.0], [3.0, 1.0]], dtype=np.float64, requires_grad=True)
+        u.max().backward(np.array(6.0))
+        assert_close(u.grad, np.array([[2.0, 2.0], [2.0, 0.0]]), "grad of max() over three tied 3s, upstream 6")
+        v = Tensor([[5.0, 1.0], [5.0, 2.0]], dtype=np.float64, requires_grad=True)
+        v.max(axis=0, keepdims=True).backward(np.array([[4.0, -1.0]]))
+        assert_close(v.grad, np.array([[2.0, 0.0], [2.0, -1.0]]), "grad of max(axis=0, keepdims=True) with a tie")
 
     def test_matmul_2d(self):
         """The gradients of (3, 4) @ (4, 5): grad @ B^T and A^T @ grad."""
-        gradcheck(lambda a, b: a @ b, _rng(90).standard_normal((3, 4)), _rng(91).standard_normal((4, 5)),
-                  name="(3, 4) @ (4, 5)")
+        check_rule(lambda a, b: a @ b, _rng(90).standard_normal((3, 4)), _rng(91).standard_normal((4, 5)),
+                   name="(3, 4) @ (4, 5)")
 
     def test_matmul_batched(self):
         """The gradients of batched matmul, including a broadcast batch: (2,3,4)@(2,4,5), (2,3,4)@(4,5), (1,3,4)@(2,4,5)."""
-        gradcheck(lambda a, b: a @ b, _rng(92).standard_normal((2, 3, 4)), _rng(93).standard_normal((2, 4, 5)),
-                  name="(2, 3, 4) @ (2, 4, 5)")
-        gradcheck(lambda a, b: a @ b, _rng(94).standard_normal((2, 3, 4)), _rng(95).standard_normal((4, 5)),
-                  name="(2, 3, 4) @ (4, 5)")
-        gradcheck(lambda a, b: a @ b, _rng(96).standard_normal((1, 3, 4)), _rng(97).standard_normal((2, 4, 5)),
-                  name="(1, 3, 4) @ (2, 4, 5)")
+        check_rule(lambda a, b: a @ b, _rng(92).standard_normal((2, 3, 4)), _rng(93).standard_normal((2, 4, 5)),
+                   name="(2, 3, 4) @ (2, 4, 5)")
+        check_rule(lambda a, b: a @ b, _rng(94).standard_normal((2, 3, 4)), _rng(95).standard_normal((4, 5)),
+                   name="(2, 3, 4) @ (4, 5)")
+        check_rule(lambda a, b: a @ b, _rng(96).standard_normal((1, 3, 4)), _rng(97).standard_normal((2, 4, 5)),
+                   name="(1, 3, 4) @ (2, 4, 5)")
+
+    def test_gradients_through_non_contiguous_views(self):
+        """A leaf whose data is a transposed view, indexed with repeats and handed a transposed gradient, gets the right .grad."""
+        rng = _rng(76)
+        x = Tensor(rng.standard_normal((4, 3)).T, dtype=np.float64, requires_grad=True)  # (3, 4), not C-contiguous
+        g = np.asfortranarray(rng.standard_normal((3, 4)))  # column-major: not C-contiguous either
+        x[[0, 0, 2]].backward(g)
+        expected = np.zeros((3, 4))
+        np.add.at(expected, [0, 0, 2], g)
+        assert_close(x.grad, expected, "x.grad for x[[0, 0, 2]] with x a transposed view (a scatter into a "
+                     "reshaped copy of the zeros is lost: write into the zeros array itself)")
+        y = _rng(77).standard_normal((3, 4))
+        check_rule(lambda y: y.T[1:].reshape(-1), y, name="y.T[1:].reshape(-1)")
+        check_rule(lambda y: (y.T @ y)[::-1, 1:], y, name="(y.T @ y)[::-1, 1:]")
+        check_rule(lambda y: y.permute(1, 0)[:, [0, 0, 2]].sum(axis=0), y, name="y.permute(1, 0)[:, [0, 0, 2]].sum(axis=0)")
 
 
 # -- activation rules --------------------------------------------------------------------------
@@ -561,34 +752,57 @@ class TestShapeRules:
 class TestActivationRules:
     def test_relu(self):
         """The gradient of relu matches central differences (1 where x > 0, else 0)."""
-        gradcheck(relu, _rng(100).standard_normal((3, 5)), name="relu")
+        check_rule(relu, _rng(100).standard_normal((3, 5)), name="relu")
+
+    def test_relu_at_the_kink(self):
+        """At exactly x = 0 relu passes no gradient (as PyTorch): relu([-1, 0, 2]) with g = [3, 5, 7] gives [0, 0, 7]."""
+        x = Tensor([-1.0, 0.0, 2.0], dtype=np.float64, requires_grad=True)
+        relu(x).backward(np.array([3.0, 5.0, 7.0]))
+        assert_close(x.grad, np.array([0.0, 0.0, 7.0]), "relu gradient at x = -1, 0, 2 (x > 0, not x >= 0)")
 
     def test_sigmoid(self):
         """The gradient of sigmoid matches central differences, and is 0 (not nan) at x = -1000."""
-        gradcheck(sigmoid, _rng(101).standard_normal((3, 5)) * 3, name="sigmoid")
+        check_rule(sigmoid, _rng(101).standard_normal((3, 5)) * 3, name="sigmoid")
         x = Tensor([-1000.0, 0.0, 1000.0], dtype=np.float64, requires_grad=True)
         sigmoid(x).backward(np.ones(3))
         assert_close(x.grad, np.array([0.0, 0.25, 0.0]), "sigmoid gradient at -1000, 0, 1000")
 
     def test_tanh(self):
         """The gradient of tanh matches central differences."""
-        gradcheck(tanh, _rng(102).standard_normal((3, 5)) * 2, name="tanh")
+        check_rule(tanh, _rng(102).standard_normal((3, 5)) * 2, name="tanh")
 
     def test_gelu(self):
         """The gradient of GELU (tanh approximation) matches central differences."""
-        gradcheck(gelu, _rng(103).standard_normal((3, 5)) * 2, name="gelu")
+        check_rule(gelu, _rng(103).standard_normal((3, 5)) * 2, name="gelu")
 
     def test_softmax(self):
-        """The gradient of softmax along the last axis and along axis 0 matches central differences."""
+        """The gradient of softmax along the last axis, axis 0, and the middle axis of a 3-D input matches central differences."""
         x = _rng(104).standard_normal((3, 5)) * 2
-        gradcheck(lambda x: softmax(x, axis=-1), x, name="softmax(axis=-1)")
-        gradcheck(lambda x: softmax(x, axis=0), x, name="softmax(axis=0)")
+        check_rule(lambda x: softmax(x, axis=-1), x, name="softmax(axis=-1)")
+        check_rule(lambda x: softmax(x, axis=0), x, name="softmax(axis=0)")
+        check_rule(lambda x: softmax(x, axis=1), _rng(106).standard_normal((2, 3, 4)), name="softmax(axis=1) of (2, 3, 4)")
 
     def test_log_softmax(self):
         """The gradient of log_softmax along the last axis and along axis 0 matches central differences."""
         x = _rng(105).standard_normal((3, 5)) * 2
-        gradcheck(lambda x: log_softmax(x, axis=-1), x, name="log_softmax(axis=-1)")
-        gradcheck(lambda x: log_softmax(x, axis=0), x, name="log_softmax(axis=0)")
+        check_rule(lambda x: log_softmax(x, axis=-1), x, name="log_softmax(axis=-1)")
+        check_rule(lambda x: log_softmax(x, axis=0), x, name="log_softmax(axis=0)")
+        check_rule(lambda x: log_softmax(x, axis=1), _rng(107).standard_normal((2, 3, 4)),
+                   name="log_softmax(axis=1) of (2, 3, 4)")
+
+    def test_softmax_rules_at_extreme_logits(self):
+        """With logits [1000, 0, -1000] the softmax and log_softmax gradients are finite and exact (no overflow)."""
+        logits = np.array([[1000.0, 0.0, -1000.0], [0.5, 0.5, 0.5]])
+        g = np.array([[1.0, -2.0, 3.0], [2.0, 0.0, -1.0]])
+        y = np.exp(logits - logits.max(axis=1, keepdims=True))
+        y /= y.sum(axis=1, keepdims=True)  # softmax, computed stably
+        advice = "use the output you already have (softmax = y, or exp(log_softmax)), never exp of the raw logits"
+        for name, op, expected in (("softmax", softmax, y * (g - (g * y).sum(axis=1, keepdims=True))),
+                                   ("log_softmax", log_softmax, g - y * g.sum(axis=1, keepdims=True))):
+            x = Tensor(logits, dtype=np.float64, requires_grad=True)
+            with no_overflow(f"the gradient of {name} at logits [1000, 0, -1000]", advice):
+                op(x).backward(g)
+            assert_close(x.grad, expected, f"{name} gradient at logits [[1000, 0, -1000], [0.5, 0.5, 0.5]]")
 
 
 # -- optimize ----------------------------------------------------------------------------------

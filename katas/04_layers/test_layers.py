@@ -1,10 +1,12 @@
 """Kata 04 · Layers: the ordered suite. Run it with `python -m pytest katas/04_layers`."""
 
+import numbers
+
 import numpy as np
 import pytest
 
 from harness.budgets import assert_peak_bytes, assert_time_ratio
-from harness.checks import assert_close, assert_shape
+from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor
 from tinytorch.activations import ReLU, Tanh
 from tinytorch.layers import Dropout, Linear, Module, Parameter, Sequential, kaiming_uniform
 from tinytorch.tensor import Tensor
@@ -65,7 +67,9 @@ class TestParameter:
     def test_float32_by_default_dtype_when_given_and_from_a_tensor(self):
         """Parameter(float64 data) stores float32; dtype=np.float64 is kept; Parameter(Tensor) takes its values."""
         assert Parameter(np.zeros(3)).dtype == np.float32, "parameters are float32 unless told otherwise"
-        assert Parameter(np.zeros(3), dtype=np.float64).dtype == np.float64, "dtype=np.float64 was not kept"
+        wide = Parameter(np.zeros(3), dtype=np.float64)
+        assert wide.dtype == np.float64, "dtype=np.float64 was not kept"
+        assert wide.requires_grad is True, "a float64 Parameter must require grad too"
         p = Parameter(Tensor([[1.0, 2.0], [3.0, 4.0]]))
         assert_shape(p, (2, 2), "Parameter(Tensor of shape (2, 2))")
         assert_close(p, np.array([[1.0, 2.0], [3.0, 4.0]]), "Parameter(Tensor) values")
@@ -132,6 +136,36 @@ class TestModule:
         assert [n for n, _ in pair.named_parameters()] == ["weight"], "self.bias = None must unregister bias"
         assert pair.bias is None
 
+    def test_replacing_a_child_by_a_parameter_or_a_value_drops_its_parameters(self):
+        """encoder.inner = Parameter(...) or = None: the old child and its parameters disappear from the module."""
+        encoder = Encoder()
+        encoder.inner = Parameter(np.ones(4))
+        names = [name for name, _ in encoder.named_parameters()]
+        assert names == ["scale", "inner"], (
+            f"after encoder.inner = Parameter(...), expected ['scale', 'inner'], got {names}: "
+            "a name that becomes a Parameter must leave the registry of child modules")
+        assert encoder.children() == [], "the replaced child is still listed by children()"
+        assert encoder.num_parameters() == 5, f"scale (1) + the new inner (4): expected 5, got {encoder.num_parameters()}"
+        other = Encoder()
+        other.inner = None
+        names = [name for name, _ in other.named_parameters()]
+        assert names == ["scale"] and other.children() == [], (
+            f"after encoder.inner = None, expected ['scale'] and no children; got {names} and "
+            f"{len(other.children())} child(ren)")
+
+    def test_replacing_a_parameter_by_a_module_or_a_plain_tensor(self):
+        """pair.weight = Pair(): weight leaves the parameters and its child's come in; a plain Tensor unregisters it."""
+        pair = Pair()
+        pair.weight = Pair()
+        names = [name for name, _ in pair.named_parameters()]
+        assert names == ["bias", "weight.weight", "weight.bias"], (
+            f"after pair.weight = Pair(), expected own ['bias'] then the child's ['weight.weight', 'weight.bias']; "
+            f"got {names}: a name that becomes a Module must leave the registry of parameters")
+        other = Pair()
+        other.weight = Tensor(np.ones((2, 3)), requires_grad=True)
+        names = [name for name, _ in other.named_parameters()]
+        assert names == ["bias"], f"after pair.weight = a plain Tensor, only 'bias' is a parameter; got {names}"
+
     def test_shared_parameter_listed_once(self):
         """A Parameter used by two children (weight tying) appears once in parameters() and num_parameters()."""
         model = Stack()
@@ -139,6 +173,8 @@ class TestModule:
         params = model.parameters()
         assert len(params) == 5, f"the tied weight must be listed once: expected 5 parameters, got {len(params)}"
         assert model.num_parameters() == 1 + 6 + 3 + 1 + 3, f"got {model.num_parameters()}"
+        assert model.parameter_bytes() == 4 * (1 + 6 + 3 + 1 + 3), (
+            f"the tied weight's bytes must be counted once: expected {4 * 14}, got {model.parameter_bytes()}")
 
     def test_children_and_modules(self):
         """children() is the direct children; modules() is the module itself and every descendant, depth-first."""
@@ -150,6 +186,9 @@ class TestModule:
             f"modules() should be [Stack, Encoder, Pair, Encoder, Pair], got {[type(m).__name__ for m in got]}"
         names = [name for name, _ in stack.named_modules()]
         assert names == ["", "first", "first.inner", "second", "second.inner"], f"named_modules() names: {names}"
+        names = [name for name, _ in stack.named_modules(prefix="net")]
+        assert names == ["net", "net.first", "net.first.inner", "net.second", "net.second.inner"], \
+            f"named_modules(prefix='net') names: {names}"
 
     def test_train_and_eval_are_recursive_and_return_self(self):
         """A new module is in training mode; eval() turns off every descendant, train() turns them back on."""
@@ -173,10 +212,23 @@ class TestModule:
         assert not left, f"zero_grad() left gradients on {left}"
 
     def test_num_parameters_and_parameter_bytes(self):
-        """Encoder has 1 + 6 + 3 = 10 parameters; in float32 they take 40 bytes."""
+        """Encoder has 1 + 6 + 3 = 10 parameters (an int); in float32 they take 40 bytes."""
         encoder = Encoder()
-        assert encoder.num_parameters() == 10, f"expected 10 numbers, got {encoder.num_parameters()}"
-        assert encoder.parameter_bytes() == 40, f"expected 40 bytes (4 per float32), got {encoder.parameter_bytes()}"
+        count, size = encoder.num_parameters(), encoder.parameter_bytes()
+        for what, value in (("num_parameters()", count), ("parameter_bytes()", size)):
+            assert isinstance(value, numbers.Integral) and not isinstance(value, bool), (
+                f"{what} should be an integer, got {type(value).__name__} {value!r}")
+        assert count == 10, f"expected 10 numbers, got {count}"
+        assert size == 40, f"expected 40 bytes (4 per float32), got {size}"
+
+    def test_parameter_bytes_counts_each_dtype(self):
+        """A float64 Parameter takes 8 bytes per number: Encoder plus a float64 (5,) Parameter is 40 + 40 bytes."""
+        encoder = Encoder()
+        encoder.extra = Parameter(np.zeros(5), dtype=np.float64)
+        assert encoder.num_parameters() == 15, f"expected 10 + 5 numbers, got {encoder.num_parameters()}"
+        assert encoder.parameter_bytes() == 40 + 40, (
+            f"expected 80 bytes (10 float32 numbers at 4, 5 float64 numbers at 8), got {encoder.parameter_bytes()}: "
+            "add up each parameter's nbytes instead of assuming 4 bytes a number")
 
 
 @pytest.mark.checkpoint("init")
@@ -191,6 +243,15 @@ class TestInit:
         assert np.abs(w).max() <= bound, f"values must lie within +-{bound:.4f}; found {np.abs(w).max():.4f}"
         assert np.abs(w).max() > 0.95 * bound, \
             f"a uniform draw over +-{bound:.4f} should come close to the bound; the largest was {np.abs(w).max():.4f}"
+
+    def test_fan_in_is_the_argument_not_the_shape(self):
+        """kaiming_uniform((3, 1000), fan_in=12) draws within sqrt(6/12) = 0.707, whatever the shape says."""
+        w = kaiming_uniform((3, 1000), fan_in=12, rng=np.random.default_rng(5))
+        bound = np.sqrt(6 / 12)
+        largest = float(np.abs(w).max())
+        assert 0.95 * bound < largest <= bound, (
+            f"with fan_in=12 the values reach about +-{bound:.4f}; the largest was {largest:.4f}. Use the fan_in "
+            "argument (a convolution's fan_in is not its first dimension)")
 
     def test_std_matches_sqrt_2_over_fan_in(self):
         """For fan_in 1024 the weights' std is sqrt(2/1024) = 0.0442 (within 2%) and their mean is about 0."""
@@ -265,8 +326,8 @@ class TestLinear:
         layer = Linear(4, 3, rng=rng)
         layer.bias.data[...] = [0.5, -1.0, 2.0]
         x = rng.standard_normal((6, 4)).astype(np.float32)
-        out = layer(Tensor(x))
-        assert isinstance(out, Tensor), f"forward should return a Tensor, got {type(out).__name__}"
+        out = assert_made_by_op(lambda: layer(Tensor(x)), "Linear(4, 3)(x)", op="add")
+        assert_tensor(out, "Linear(4, 3)(x) of a float32 (6, 4) batch", shape=(6, 3), dtype=np.float32)
         assert_close(out, x @ layer.weight.data + layer.bias.data, "Linear(4, 3)(x)")
 
     def test_no_bias(self):
@@ -275,7 +336,8 @@ class TestLinear:
         assert layer.bias is None, "bias=False: self.bias should be None"
         assert [n for n, _ in layer.named_parameters()] == ["weight"]
         x = np.random.default_rng(6).standard_normal((2, 4)).astype(np.float32)
-        assert_close(layer(Tensor(x)), x @ layer.weight.data, "Linear(4, 3, bias=False)(x)")
+        out = assert_made_by_op(lambda: layer(Tensor(x)), "Linear(4, 3, bias=False)(x)", op="matmul")
+        assert_close(out, x @ layer.weight.data, "Linear(4, 3, bias=False)(x)")
 
     def test_leading_axes_and_single_sample(self):
         """Inputs (2, 7, 4) give (2, 7, 3); a single sample (4,) gives (3,)."""
@@ -289,13 +351,16 @@ class TestLinear:
         assert_close(single, x[0, 0] @ layer.weight.data + layer.bias.data, "Linear(4, 3) on one sample")
 
     def test_wrong_input_width_is_a_clear_error(self):
-        """Linear(8, 2) on shape (4, 5) raises ValueError naming in_features 8 and the shape (4, 5)."""
+        """Linear(8, 2) on shape (8, 5) raises ValueError naming in_features, 8 and the shape (8, 5)."""
         layer = Linear(8, 2)
         with pytest.raises(ValueError) as error:
-            layer(Tensor(np.zeros((4, 5))))
+            layer(Tensor(np.zeros((8, 5))))  # 8 rows: only the last dimension is compared with in_features
         message = str(error.value)
-        assert "8" in message and "(4, 5)" in message, \
-            f"the message should name the expected in_features (8) and the shape got (4, 5); it was: {message}"
+        assert "in_features" in message and "8" in message and "(8, 5)" in message, (
+            "the message should say that in_features is 8 and name the shape received, (8, 5), so the learner "
+            f"knows which layer and which input; it was: {message}")
+        with pytest.raises(ValueError, match="in_features"):
+            layer(Tensor(3.0))  # a 0-d input has no last dimension at all
 
     def test_backward_gives_the_matmul_gradients(self):
         """For loss = sum(layer(x) * g): weight.grad = x^T g, bias.grad = sum of g over the batch, x.grad = g W^T."""
@@ -308,6 +373,22 @@ class TestLinear:
         assert_close(layer.weight.grad, x.data.T @ g, "weight.grad = x^T g", rtol=1e-4)
         assert_close(layer.bias.grad, g.sum(axis=0), "bias.grad = g summed over the batch", rtol=1e-4)
         assert_close(x.grad, g @ layer.weight.data.T, "x.grad = g W^T", rtol=1e-4)
+
+    def test_backward_through_leading_axes_and_a_single_sample(self):
+        """On a (2, 5, 4) input bias.grad sums g over both leading axes; on one sample (4,) weight.grad is outer(x, g)."""
+        rng = np.random.default_rng(35)
+        layer = Linear(4, 3, rng=rng)
+        x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+        g = rng.standard_normal((2, 5, 3)).astype(np.float32)
+        layer(Tensor(x)).backward(g)
+        assert_close(layer.bias.grad, g.sum(axis=(0, 1)), "bias.grad for a (2, 5, 4) input", rtol=1e-4)
+        assert_close(layer.weight.grad, x.reshape(10, 4).T @ g.reshape(10, 3), "weight.grad for a (2, 5, 4) input",
+                     rtol=1e-4)
+        layer.zero_grad()
+        sample, g1 = x[0, 0], g[0, 0]
+        layer(Tensor(sample)).backward(g1)
+        assert_close(layer.weight.grad, np.outer(sample, g1), "weight.grad for one sample of shape (4,)", rtol=1e-4)
+        assert_close(layer.bias.grad, g1, "bias.grad for one sample of shape (4,)", rtol=1e-4)
 
     def test_rng_makes_layers_reproducible(self):
         """Linear(5, 4, rng=default_rng(9)) twice gives the same weight; without rng the global seed decides."""
@@ -353,11 +434,23 @@ class TestSequential:
         assert isinstance(head, Sequential) and len(head) == 2 and head[0] is first, "model[:2] is a Sequential of two layers"
 
     def test_accepts_plain_callables_and_rejects_the_rest(self):
-        """Plain functions run as layers; a non-callable such as a list raises TypeError."""
+        """Plain functions run as layers; a non-callable (a list, or 'relu' third) raises TypeError naming it."""
         model = Sequential(lambda t: t * 2.0, Tanh())
         assert_close(model(Tensor([0.5])), np.tanh([1.0]), "Sequential(double, Tanh())")
         with pytest.raises(TypeError):
             Sequential([Linear(2, 2), ReLU()])
+        with pytest.raises(TypeError) as error:
+            Sequential(Linear(2, 2), ReLU(), "relu")
+        message = str(error.value)
+        assert "relu" in message and "2" in message, (
+            f"the message should name the bad layer ('relu') and its position (2); it was: {message}")
+
+    def test_empty_sequential_is_the_identity(self):
+        """Sequential() has no layers and no parameters, and returns its input."""
+        model = Sequential()
+        x = Tensor([1.0, 2.0])
+        assert len(model) == 0 and model.parameters() == [], "Sequential() has no layers and no parameters"
+        assert_close(model(x), x, "Sequential()(x)", rtol=0, atol=0)
 
     def test_repr_shows_the_tree(self):
         """repr(model) lists every layer under its name, nested ones indented: (0): Linear(in_features=4, ...)."""
@@ -365,11 +458,11 @@ class TestSequential:
         class Net(Module):
             def __init__(self):
                 super().__init__()
-                self.layers = Sequential(Linear(4, 8), ReLU(), Dropout(0.5), Sequential(Linear(8, 3)))
+                self.layers = Sequential(Linear(4, 8), ReLU(), Tanh(), Sequential(Linear(8, 3)))
 
         text = repr(Net())
         for part in ("Net(", "(layers): Sequential(", "(0): Linear(in_features=4, out_features=8, bias=True)",
-                     "(1): ReLU()", "(2): Dropout(p=0.5)", "      (0): Linear(in_features=8"):
+                     "(1): ReLU()", "(2): Tanh()", "      (0): Linear(in_features=8"):
             assert part in text, f"repr(model) should contain {part!r}; it was:\n{text}"
 
     def test_nested_names_and_backward_reach_every_parameter(self):
@@ -378,7 +471,8 @@ class TestSequential:
         class Net(Module):
             def __init__(self):
                 super().__init__()
-                self.layers = _mlp(np.random.default_rng(12))
+                rng = np.random.default_rng(12)  # no Dropout here: that is the next checkpoint
+                self.layers = Sequential(Linear(4, 8, rng=rng), ReLU(), Tanh(), Linear(8, 3, rng=rng))
 
             def forward(self, x):
                 return self.layers(x)
@@ -394,24 +488,44 @@ class TestSequential:
 
 @pytest.mark.checkpoint("dropout")
 class TestDropout:
+    def test_training_does_not_write_into_its_input(self):
+        """Dropout(0.5) in training returns a new Tensor made by an op, and leaves its input's values alone."""
+        x_data = np.random.default_rng(36).standard_normal((8, 8)).astype(np.float32)
+        x = Tensor(x_data.copy())
+        dropout = Dropout(0.5, rng=np.random.default_rng(37))
+        out = assert_made_by_op(lambda: dropout(x), "Dropout(0.5)(x) in training", op="mul")
+        assert out is not x, "in training dropout must return a new Tensor (x * mask), not x itself"
+        assert_close(x, x_data, "the input after Dropout(0.5)(x): multiply into a new array, never x.data *= mask",
+                     rtol=0, atol=0)
+
     def test_invalid_p_is_rejected(self):
-        """Dropout(-0.1) and Dropout(1.5) raise ValueError: p is a probability."""
-        for p in (-0.1, 1.5):
-            with pytest.raises(ValueError):
+        """Dropout(-0.1), Dropout(1.5) and Dropout(1.0000001) raise ValueError naming p; 0 and 1 themselves are fine."""
+        for p in (-0.1, 1.5, 1.0000001):
+            with pytest.raises(ValueError) as error:
                 Dropout(p)
+            assert str(p) in str(error.value), f"the message should name the p given ({p}); it was: {error.value}"
+        Dropout(0.0), Dropout(1.0)  # the ends of the range are valid
 
     def test_identity_in_eval_mode(self):
-        """After eval(), Dropout(0.5) returns its input unchanged."""
+        """After eval(), Dropout(0.5), Dropout(1.0) and Dropout(0.0) return their input unchanged."""
         x = np.random.default_rng(13).standard_normal((64, 32)).astype(np.float32)
-        dropout = Dropout(0.5)
-        assert dropout.eval() is dropout
-        assert_close(dropout(Tensor(x)), x, "Dropout(0.5) in eval mode", rtol=0, atol=0)
+        for p in (0.5, 1.0, 0.0):
+            dropout = Dropout(p)
+            assert dropout.eval() is dropout
+            assert_close(dropout(Tensor(x)), x, f"Dropout({p}) in eval mode (check the mode before p)", rtol=0, atol=0)
 
     def test_p_zero_is_identity_and_p_one_is_zeros(self):
-        """In training, Dropout(0) returns x and Dropout(1) returns zeros (no division by zero)."""
+        """In training, Dropout(0) returns x and Dropout(1) returns zeros (no division by zero) with a zero gradient."""
         x = np.random.default_rng(14).standard_normal((16, 8)).astype(np.float32)
         assert_close(Dropout(0.0)(Tensor(x)), x, "Dropout(0.0) in training", rtol=0, atol=0)
-        assert_close(Dropout(1.0)(Tensor(x)), np.zeros_like(x), "Dropout(1.0) in training", rtol=0, atol=0)
+        leaf = Tensor(x, requires_grad=True)
+        out = Dropout(1.0)(leaf)
+        assert_tensor(out, "Dropout(1.0)(x) in training", shape=(16, 8), dtype=np.float32)
+        assert_close(out, np.zeros_like(x), "Dropout(1.0) in training", rtol=0, atol=0)
+        out.sum().backward()
+        assert leaf.grad is not None, (
+            "Dropout(1.0) cut the graph: x.grad is None. Return x * 0.0 (a recorded op), not a new zeros Tensor")
+        assert_close(leaf.grad, np.zeros_like(x), "x.grad through Dropout(1.0)", rtol=0, atol=0)
 
     def test_kept_units_are_scaled_by_one_over_one_minus_p(self):
         """In training, Dropout(0.25) outputs 0 or x / 0.75 for every element, and some of each."""
@@ -482,7 +596,7 @@ class TestStateDict:
             assert_close(state[name], p.data, f"state[{name!r}]", rtol=0, atol=0)
 
     def test_state_dict_is_a_snapshot(self):
-        """Changing a parameter after state_dict() leaves the snapshot as it was, and vice versa."""
+        """Changing a parameter after state_dict() leaves the snapshot as it was, and vice versa; each call is a new copy."""
         layer = Linear(3, 2, rng=np.random.default_rng(25))
         state = layer.state_dict()
         before = layer.weight.data.copy()
@@ -491,6 +605,8 @@ class TestStateDict:
                      rtol=0, atol=0)
         state["bias"][...] = 7.0
         assert_close(layer.bias, np.zeros(2), "the model after editing the snapshot", rtol=0, atol=0)
+        again = layer.state_dict()
+        assert not np.shares_memory(again["weight"], state["weight"]), "two state_dict() calls share an array"
 
     def test_load_copies_into_the_existing_parameters(self):
         """load_state_dict() keeps the same Parameter objects and arrays, and later edits of the dict do not leak in."""
@@ -498,7 +614,10 @@ class TestStateDict:
         target = Linear(3, 2, rng=np.random.default_rng(27))
         weight, weight_array = target.weight, target.weight.data
         state = source.state_dict()
+        saved = {name: value.copy() for name, value in state.items()}
         target.load_state_dict(state)
+        assert list(state) == list(saved) and all(np.array_equal(state[k], saved[k]) for k in saved), \
+            "load_state_dict changed the dict it was given: read it, never pop from it or write into it"
         assert target.weight is weight and target.weight.data is weight_array, \
             "load_state_dict must write into the existing arrays (optimizers hold references to them)"
         assert_close(target.weight, source.weight, "target.weight after loading", rtol=0, atol=0)
@@ -524,12 +643,17 @@ class TestStateDict:
             assert_close(p, before[name], f"{name} after a failed load (check everything before copying)",
                          rtol=0, atol=0)
 
-    def test_unexpected_key_is_an_error(self):
-        """A state dict with an extra 'head.weight' raises KeyError naming it."""
-        state = Linear(3, 2).state_dict()
+    def test_unexpected_key_is_an_error_and_nothing_changes(self):
+        """A state dict with every key right plus an extra 'head.weight' raises KeyError naming it, and changes nothing."""
+        target = Linear(3, 2, rng=np.random.default_rng(38))
+        before = target.state_dict()
+        state = Linear(3, 2, rng=np.random.default_rng(39)).state_dict()
         state["head.weight"] = np.zeros((2, 2))
-        with pytest.raises(KeyError, match=r"head\.weight"):
-            Linear(3, 2).load_state_dict(state)
+        with pytest.raises(KeyError, match=r"unexpected.*head\.weight"):
+            target.load_state_dict(state)
+        for name, p in target.named_parameters():
+            assert_close(p, before[name], f"{name} after a failed load (check every key before copying)",
+                         rtol=0, atol=0)
 
     def test_wrong_shape_names_key_and_both_shapes(self):
         """Loading Linear(3, 2)'s state into Linear(4, 2) raises ValueError naming 'weight', (3, 2) and (4, 2)."""
@@ -538,6 +662,34 @@ class TestStateDict:
         message = str(error.value)
         assert "weight" in message and "(3, 2)" in message and "(4, 2)" in message, \
             f"the message should name the key 'weight' and both shapes (3, 2) and (4, 2); it was: {message}"
+
+    def test_wrong_shape_in_a_later_entry_changes_nothing(self):
+        """Only '3.bias' has the wrong shape, (1,) where (3,) belongs: ValueError naming it, and no parameter changes."""
+        model = _mlp(np.random.default_rng(40))
+        before = model.state_dict()
+        state = _mlp(np.random.default_rng(41)).state_dict()
+        state["3.bias"] = np.ones(1, dtype=np.float32)  # would broadcast into (3,): only a shape check stops it
+        with pytest.raises(ValueError, match=r"3\.bias"):
+            model.load_state_dict(state)
+        changed = [name for name, p in model.named_parameters() if not np.array_equal(p.data, before[name])]
+        assert not changed, (
+            f"a load that failed on '3.bias' had already changed {changed}: check every key and shape first, "
+            "then copy")
+
+    def test_loading_keeps_the_parameters_dtype_and_tied_weights(self):
+        """float64 arrays load into float32 parameters as float32; a tied weight is one key and loads into both uses."""
+        layer = Linear(3, 2)
+        layer.load_state_dict({"weight": np.full((3, 2), 0.5), "bias": np.zeros(2)})
+        assert layer.weight.dtype == np.float32, f"weight became {layer.weight.dtype}: write into the existing array"
+        model = Stack()
+        model.second.inner.weight = model.first.inner.weight
+        state = model.state_dict()
+        assert "second.inner.weight" not in state and len(state) == 5, (
+            f"a tied weight is saved once, under its first name; got keys {list(state)}")
+        state["first.inner.weight"] = np.full((2, 3), 7.0)
+        model.load_state_dict(state)
+        assert_close(model.second.inner.weight, np.full((2, 3), 7.0), "the tied weight seen from its second use",
+                     rtol=0, atol=0)
 
 
 @pytest.mark.checkpoint("optimize")

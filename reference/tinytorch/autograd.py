@@ -203,10 +203,16 @@ def div_backward(out, grad):
 
 @backward_rule("pow")
 def pow_backward(out, grad):
-    # BEGIN SOLUTION arithmetic_rules: return the gradients of base and exponent of a ** b (the exponent's only if it requires grad)
+    # BEGIN SOLUTION arithmetic_rules: return the gradients of base and exponent of a ** b (the exponent's only if it requires grad), 0 and not nan at a zero base or exponent
     a, b = out.parents
-    grad_a = grad * b.data * a.data ** (b.data - 1)
-    grad_b = grad * out.data * np.log(a.data) if b.requires_grad else None
+    # b * a**(b-1), and exactly 0 where b == 0: a**0 is the constant 1 (at a = 0, 0 * 0**-1 would be nan).
+    grad_a = grad * b.data * np.where(b.data == 0, 1, a.data) ** (b.data - 1)
+    if not b.requires_grad:  # the usual x ** 2: log(a) of a negative base would be nan
+        return grad_a, None
+    # a**b * log(a), and exactly 0 where a == 0 and b >= 0: 0**b is 0 for every b > 0, so it does not
+    # change with b (at b = 0 PyTorch also takes 0), while 0 * log(0) would be nan.
+    zero_base = (a.data == 0) & (b.data >= 0)
+    grad_b = grad * out.data * np.log(np.where(zero_base, 1, a.data))
     return grad_a, grad_b
     # END SOLUTION
 
