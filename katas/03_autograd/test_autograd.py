@@ -666,6 +666,8 @@ class TestShapeRules:
         mask = _rng(85).random((3, 4)) < 0.5
         check_rule(lambda x: x[mask], x, name="x[mask]")
         check_rule(lambda x: x[np.array([True, False, True])], x, name="x[[True, False, True]] (rows)")
+        check_rule(lambda x: x[Tensor(mask, dtype=np.bool_)], x, name="x[Tensor(mask, dtype=bool)]")
+        check_rule(lambda x: x[Tensor([2.0, 2.0, 0.0])], x, name="x[Tensor([2., 2., 0.])] (float ids)")
 
     def test_sum(self):
         """The gradient of sum over everything, one axis, two axes and keepdims; .grad accumulates after it."""

@@ -262,7 +262,12 @@ def getitem_backward(out, grad):
     # BEGIN SOLUTION shape_rules: scatter the gradient into zeros of the parent's shape (np.add.at handles repeated indices)
     (a,) = out.parents
     full = np.zeros_like(a.data)
-    np.add.at(full, out.saved["index"], grad)
+    index = out.saved["index"]
+    parts = index if isinstance(index, tuple) else (index,)
+    if all(isinstance(p, (int, slice, type(None), type(Ellipsis))) for p in parts):
+        full[index] += grad  # a basic index names each element once: a plain (much faster) add is exact
+    else:
+        np.add.at(full, index, grad)  # index arrays may repeat an element: add each occurrence
     return (full,)
     # END SOLUTION
 
