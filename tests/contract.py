@@ -74,6 +74,8 @@ class ForkServer:
         self.process = subprocess.Popen([sys.executable, "-m", "tests.forkserver"], cwd=ROOT, env=env, text=True,
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
+    cpu_seconds = 0.0  # of every child so far (diagnostics: what the suite runs cost)
+
     def _run(self, arguments: list[str], env: dict, timeout: float, output: Path) -> int:
         job = {"args": arguments, "env": env, "cwd": str(ROOT), "output": str(output), "timeout": timeout}
         self.process.stdin.write(json.dumps(job) + "\n")
@@ -81,7 +83,9 @@ class ForkServer:
         answer = self.process.stdout.readline()
         if not answer:
             raise RuntimeError("the fork server ended unexpectedly")
-        return int(json.loads(answer)["returncode"])
+        reply = json.loads(answer)
+        ForkServer.cpu_seconds += reply.get("cpu_seconds", 0.0)
+        return int(reply["returncode"])
 
     @classmethod
     def run(cls, arguments: list[str], env: dict, timeout: float, results_json: Path) -> subprocess.CompletedProcess:

@@ -7,8 +7,8 @@ otherwise a fresh process: nothing of pytest's (no session, no plugins, no tinyt
 loaded in the server before the fork.
 
 Protocol, one JSON object per line: the parent writes {"args", "env", "output", "timeout"};
-the server answers {"returncode"} when the child has ended (a negative code is the signal
-that ended it; -9 after the time limit).
+the server answers {"returncode", "cpu_seconds"} when the child has ended (a negative code
+is the signal that ended it; -9 after the time limit).
 
     python -m tests.forkserver      (started by tests.contract.ForkServer, not by hand)
 """
@@ -49,20 +49,21 @@ def _child(job: dict) -> None:
         os._exit(code)
 
 
-def _wait(pid: int, timeout: float) -> int:
+def _wait(pid: int, timeout: float) -> tuple[int, float]:
+    """(exit code, CPU seconds) of the child, killed with its group after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.001
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
+        done, status, usage = os.wait4(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status)
+            return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
         if time.monotonic() > deadline:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:
                 pass
-            _, status = os.waitpid(pid, 0)
-            return os.waitstatus_to_exitcode(status)
+            _, status, usage = os.wait4(pid, 0)
+            return os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
 
@@ -81,8 +82,8 @@ def serve() -> None:
         pid = os.fork()
         if pid == 0:
             _child(job)
-        returncode = _wait(pid, float(job["timeout"]))
-        sys.stdout.write(json.dumps({"returncode": returncode}) + "\n")
+        returncode, cpu_seconds = _wait(pid, float(job["timeout"]))
+        sys.stdout.write(json.dumps({"returncode": returncode, "cpu_seconds": cpu_seconds}) + "\n")
         sys.stdout.flush()
 
 
