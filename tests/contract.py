@@ -26,10 +26,10 @@ _DROP = ("TINYTORCH_IMPL", "TINYTORCH_STUDENT_DIR", "PYTEST_ADDOPTS", "PYTEST_XD
 _scratch: list[str] = []
 
 
-def _scratch_progress_dir() -> str:
-    """A progress folder for the suites this test run starts, so they never stamp a learner's own."""
+def _scratch_dir() -> str:
+    """A folder for what the suites this test run starts may write: progress, bytecode caches."""
     if not _scratch:
-        folder = tempfile.mkdtemp(prefix="tinytorch-progress-")
+        folder = tempfile.mkdtemp(prefix="tinytorch-runs-")
         atexit.register(shutil.rmtree, folder, True)
         _scratch.append(folder)
     return _scratch[0]
@@ -37,7 +37,11 @@ def _scratch_progress_dir() -> str:
 
 def child_environment(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _DROP}
-    env.setdefault("TINYTORCH_PROGRESS_DIR", _scratch_progress_dir())
+    env.setdefault("TINYTORCH_PROGRESS_DIR", os.path.join(_scratch_dir(), "progress"))
+    # Hundreds of runs import the same files: let them share compiled bytecode (pytest's rewritten
+    # test modules too), kept in the scratch folder rather than in the repository.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(_scratch_dir(), "pycache"))
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

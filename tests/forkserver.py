@@ -76,6 +76,10 @@ def serve() -> None:
     import _pytest.python  # noqa: F401
     import pytest_timeout  # noqa: F401
     import xdist.plugin  # noqa: F401
+    # The harness, which every run loads as its plugin; it imports no tinytorch module at import.
+    import harness.budgets  # noqa: F401
+    import harness.checks  # noqa: F401
+    import harness.plugin  # noqa: F401
 
     for line in sys.stdin:
         job = json.loads(line)
