@@ -411,7 +411,8 @@ class TestCrossEntropy:
                      "cross_entropy of a transposed (5, 3) view")
         y = random_array((6, 4), 84)
         sliced = Tensor(y, dtype=np.float64)[::2]
-        assert_close(cross_entropy(sliced, np.array([3, 0, 2])), numpy_cross_entropy(y[::2], np.array([3, 0, 2])).mean(),
+        t = np.array([3, 0, 2])
+        assert_close(cross_entropy(sliced, t), numpy_cross_entropy(y[::2], t).mean(),
                      "cross_entropy of every other row of a (6, 4) tensor")
 
     def test_targets_as_tensor_array_or_list(self):
@@ -791,7 +792,8 @@ class TestReductions:
         good = [0, 2]
         assert_close(losses.data[good], numpy_cross_entropy(x[good], t[good]), "losses of the rows without NaN")
         losses.backward(np.ones(3))
-        assert_close(logits.grad[good], numpy_softmax(x[good]) - one_hot(t[good], 4), "gradient of the rows without NaN")
+        assert_close(logits.grad[good], numpy_softmax(x[good]) - one_hot(t[good], 4),
+                     "gradient of the rows without NaN")
 
     def test_empty_batch(self):
         """An empty batch (all of it masked out, say) loses 0 with 'sum' and nothing with 'none', for every loss."""
