@@ -180,12 +180,13 @@ class TestMSE:
                                  ["(4, 1)", "(4,)"], "mse_loss of a (4, 1) prediction and a (4,) target")
 
     def test_same_size_other_shape_is_an_error(self):
-        """A (2, 3) prediction against a (3, 2) target (same size, another shape) is a ValueError naming both.
+        """A (4, 1) prediction against a (1, 4) target (same size, same ndim) is a ValueError naming both, not (4, 4).
 
-        Hint: compare the shapes themselves; equal sizes or equal lengths do not make the elements line up.
+        Hint: compare the shapes themselves; equal sizes or equal numbers of dimensions do not make the
+        elements line up, and numpy broadcasts (4, 1) against (1, 4) to (4, 4) without a word.
         """
-        assert_value_error_names(lambda: mse_loss(tensor(np.zeros((2, 3))), tensor(np.zeros((3, 2)))),
-                                 ["(2, 3)", "(3, 2)"], "mse_loss of a (2, 3) prediction and a (3, 2) target")
+        assert_value_error_names(lambda: mse_loss(tensor(np.zeros((4, 1))), tensor(np.zeros((1, 4)))),
+                                 ["(4, 1)", "(1, 4)"], "mse_loss of a (4, 1) prediction and a (1, 4) target")
 
     def test_loss_object(self):
         """MSELoss()(prediction, target) gives mse_loss(prediction, target)."""
@@ -306,13 +307,13 @@ class TestValidation:
             ["nan"], "binary_cross_entropy_with_logits with target nan")
 
     def test_binary_targets_of_another_shape(self):
-        """Binary targets (4,) for logits (4, 1), or (3, 2) for (2, 3), are a ValueError naming both shapes."""
+        """Binary targets (4,) for logits (4, 1), or (1, 4) for (4, 1), are a ValueError naming both shapes."""
         assert_value_error_names(
             lambda: binary_cross_entropy_with_logits(tensor(np.zeros((4, 1))), np.zeros(4)),
             ["(4,)", "(4, 1)"], "binary_cross_entropy_with_logits with targets (4,) and logits (4, 1)")
         assert_value_error_names(
-            lambda: binary_cross_entropy_with_logits(tensor(np.zeros((2, 3))), np.zeros((3, 2))),
-            ["(3, 2)", "(2, 3)"], "binary_cross_entropy_with_logits with targets (3, 2) and logits (2, 3)")
+            lambda: binary_cross_entropy_with_logits(tensor(np.zeros((4, 1))), np.zeros((1, 4))),
+            ["(1, 4)", "(4, 1)"], "binary_cross_entropy_with_logits with targets (1, 4) and logits (4, 1)")
 
 
 # -- cross_entropy ---------------------------------------------------------------------------
