@@ -153,9 +153,9 @@ class TestSGD:
                      rtol=1e-12)
 
     def test_parameter_without_grad_is_skipped(self):
-        """A parameter whose grad is None is left exactly as it was (not even decayed)."""
+        """A parameter whose grad is None is left exactly as it was (not even decayed); the ones after it still step."""
         a, b = param([1.0, 1.0], grad=[1.0, 1.0]), param([3.0, -3.0])
-        SGD([a, b], lr=0.1, weight_decay=0.5).step()
+        SGD([b, a], lr=0.1, weight_decay=0.5).step()
         assert_close(b.data, [3.0, -3.0], "parameter with grad None after a step", rtol=0, atol=0)
         assert_close(a.data, [0.85, 0.85], "parameter with a gradient: 1 - 0.1 * (1 + 0.5 * 1)", rtol=1e-12)
 
@@ -427,7 +427,7 @@ class TestAdam:
         # so it moves by lr * 4 / (4 + eps). A step counter shared between parameters breaks all three.
         lr = 0.1
         a, b, c = param([0.0], grad=[1.0]), param([0.0], grad=[1.0]), param([5.0])
-        optimizer = Adam([a, b, c], lr=lr)
+        optimizer = Adam([c, a, b], lr=lr)  # c first: skipping it must not skip the others
         optimizer.step()
         assert_close(a.data, [-lr / (1 + EPS)], "a after step 1", rtol=1e-12)
         assert_close(b.data, [-lr / (1 + EPS)], "b after step 1 (b's own first step)", rtol=1e-12)
@@ -450,12 +450,12 @@ class TestAdam:
     def test_matches_pytorch_over_four_steps(self):
         """Adam(lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1), lr 0.1, 0.1, 0.05, 0.02: PyTorch's numbers."""
         # Computed once with torch.optim.Adam in float64 (PyTorch 2.13), setting param_groups[0]["lr"]
-        # before each step. The second parameter has no gradient at step 1, so its steps are 1, 2, 3.
+        # before each step. The second parameter has no gradient at step 1, the first none at step 3.
         expected = [
             [[0.9001663893510815, -1.9000832639467111, 0.4000487567040468], [0.25, -0.75]],
             [[0.8593124787129203, -1.8761784005396296, 0.3078050724899441], [0.15003304692663583, -0.650173611111111]],
-            [[0.8216837027537849, -1.8759759846672237, 0.28200680451902915], [0.13213483475728446, -0.6785548461270818]],
-            [[0.8094063858120126, -1.86466533013084, 0.2724431904693296], [0.12465532346718725, -0.6896462282890413]],
+            [[0.8593124787129203, -1.8761784005396296, 0.3078050724899441], [0.13213483475728446, -0.6785548461270818]],
+            [[0.851407658702512, -1.8624472594317385, 0.292650779943549], [0.12465532346718725, -0.6896462282890413]],
         ]
         params = [param([1.0, -2.0, 0.5]), param([0.25, -0.75])]
         optimizer = Adam(params, lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1)
@@ -477,6 +477,15 @@ class TestAdam:
             f"after two Adam steps p.data is {'the same' if p.data is data else 'a new'} array of dtype {p.dtype}; "
             "expected the same float32 array")
         assert_close(p.data, np.array([1.0 - 0.2, -2.0 - 0.2], dtype=np.float32), "two float32 Adam steps, g = 0.5")
+
+    def test_betas_and_eps_of_zero_are_valid(self):
+        """betas=(0, 0) and eps=0 are allowed: then m = g and v = g^2, and every step is lr * sign(g)."""
+        # t = 1, 2: m_hat = g, v_hat = g^2 (the bias corrections are 1 - 0 = 1): each step is lr * g / |g|.
+        p = param([1.0, 1.0], grad=[2.0, -0.5])
+        optimizer = Adam([p], lr=0.1, betas=(0.0, 0.0), eps=0.0)
+        optimizer.step()
+        optimizer.step()
+        assert_close(p.data, [0.8, 1.2], "two Adam steps with betas (0, 0) and eps 0, g = [2, -0.5]", rtol=1e-12)
 
     def test_bad_hyperparameters_are_rejected(self):
         """lr <= 0 or NaN, a beta outside [0, 1), not two betas, eps < 0, weight_decay < 0: a ValueError naming it (AdamW too)."""
@@ -505,9 +514,10 @@ class TestAdam:
         assert_close(p.data, [1.0, 1.0], "Adam on Rosenbrock after 3000 steps", rtol=0, atol=1e-2)
 
 
-# Gradients for the PyTorch comparisons of Adam and AdamW: two parameters, four steps; None = no gradient.
+# Gradients for the PyTorch comparisons of Adam and AdamW: two parameters, four steps; None = no gradient
+# (the second parameter at step 1, the first at step 3: each counts only its own steps).
 ADAM_GRADS = [[[0.5, -1.0, 2.0], None], [[-0.25, 0.75, 1.0], [3.0, -0.5]],
-              [[1.5, 0.5, -0.5], [-1.0, 2.0]], [[0.0, -2.0, 0.25], [0.5, 0.5]]]
+              [None, [-1.0, 2.0]], [[0.0, -2.0, 0.25], [0.5, 0.5]]]
 
 
 # -- AdamW -------------------------------------------------------------------------------
@@ -552,18 +562,20 @@ class TestAdamW:
     def test_parameter_without_grad_is_not_decayed(self):
         """A parameter whose grad is None is neither decayed nor stepped."""
         a, b = param([1.0], grad=[1.0]), param([3.0])
-        AdamW([a, b], lr=0.1, weight_decay=0.5).step()
+        AdamW([b, a], lr=0.1, weight_decay=0.5).step()
         assert_close(b.data, [3.0], "AdamW: parameter with grad None", rtol=0, atol=0)
+        assert_close(a.data, [1.0 * 0.95 - 0.1 / (1 + EPS)], "AdamW: the parameter after it, p = 1, g = 1", rtol=1e-12)
 
     def test_matches_pytorch_over_four_steps(self):
         """AdamW(lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1), lr 0.1, 0.1, 0.05, 0.02: PyTorch's numbers."""
         # Computed once with torch.optim.AdamW in float64 (PyTorch 2.13), setting param_groups[0]["lr"]
-        # before each step; the same gradients as Adam's comparison (the second parameter joins at step 2).
+        # before each step; the same gradients as Adam's comparison. A parameter without a gradient is
+        # not decayed either (the first one at step 3).
         expected = [
             [[0.8901996007984032, -1.8800999000999001, 0.3950499750124937], [0.25, -0.75]],
             [[0.8601057190698588, -1.8581484389112355, 0.29909248833354946], [0.1475333222259247, -0.6426996007984032]],
-            [[0.8206282072148626, -1.8610994889064145, 0.27268303868517557], [0.1292307850624262, -0.6696151516982201]],
-            [[0.8081024428249822, -1.848387117303235, 0.2629660455739798], [0.12163121489307786, -0.6801833670902697]],
+            [[0.8601057190698588, -1.8581484389112355, 0.29909248833354946], [0.1292307850624262, -0.6696151516982201]],
+            [[0.8552835203078165, -1.8423291142753069, 0.2835033438707224], [0.12163121489307786, -0.6801833670902697]],
         ]
         params = [param([1.0, -2.0, 0.5]), param([0.25, -0.75])]
         optimizer = AdamW(params, lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1)
@@ -634,12 +646,12 @@ class TestStateMemory:
         """A parameter whose grad is None gets no buffers: the state counts only the parameters that were updated."""
         a, b = float32_params((50,), (1000,))
         b.grad = None
-        optimizer = Adam([a, b])
+        optimizer = Adam([b, a])
         optimizer.step()
         assert optimizer.state_bytes() == 2 * a.nbytes, (
             f"Adam: state_bytes() = {optimizer.state_bytes()}, expected {2 * a.nbytes}: m and v of the 50-element "
             "parameter only")
-        optimizer = SGD([a, b], lr=0.1, momentum=0.9)
+        optimizer = SGD([b, a], lr=0.1, momentum=0.9)
         optimizer.step()
         assert optimizer.state_bytes() == a.nbytes, (
             f"SGD with momentum: state_bytes() = {optimizer.state_bytes()}, expected {a.nbytes}: the velocity of the "
