@@ -36,8 +36,8 @@ from tinytorch.activations import ReLU, gelu, log_softmax, relu, sigmoid, softma
 from tinytorch.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention  # noqa: E402
 from tinytorch.embeddings import embedding  # noqa: E402
 from tinytorch.layers import Dropout, Linear, Sequential, kaiming_uniform  # noqa: E402
-from tinytorch.losses import cross_entropy  # noqa: E402
-from tinytorch.optimizers import Adam  # noqa: E402
+from tinytorch.losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss  # noqa: E402
+from tinytorch.optimizers import Adam, AdamW, SGD  # noqa: E402
 from tinytorch.tensor import Tensor  # noqa: E402
 
 
@@ -473,6 +473,117 @@ def layer_checks(torch, rng) -> bool:
     same_count = big.num_parameters() == sum(p.numel() for p in t_big.parameters())
     print(f"  {'ok ' if same_count else 'BAD'} {'Linear(512, 512) parameter count':<44} {big.num_parameters():,}")
     return ok and same_keys and same_count
+# -- losses and optimizers, float64, every option --------------------------------------------
+
+
+def same(name: str, ours, theirs, tolerance: float = 1e-12) -> bool:
+    """Like close(), in float64 and with NaN and infinities required in the same places."""
+    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
+    finite = np.isfinite(theirs)
+    ok = ours.shape == theirs.shape and np.array_equal(np.isnan(ours), np.isnan(theirs))
+    ok = ok and np.array_equal(np.where(finite, 0, ours), np.where(finite, 0, theirs), equal_nan=True)
+    error = float(np.max(np.abs(ours - theirs)[finite] / (1 + np.abs(theirs[finite])), initial=0.0)) if ok else np.inf
+    ok = ok and error <= tolerance
+    print(f"  {'ok ' if ok else 'BAD'} {name:<44} largest relative difference {error:.1e}")
+    return ok
+
+
+def loss_checks(torch, rng) -> bool:
+    """Every loss and reduction, values and the gradients of every input, with a random upstream gradient."""
+    functional, ok = torch.nn.functional, True
+    x = rng.standard_normal((5, 4)) * 3
+    x[1] += 1000.0  # rows of very different scale in one batch
+    classes = rng.integers(0, 4, size=5)
+    soft = rng.uniform(0.05, 0.95, (5, 4))
+    bce_logits = np.concatenate([rng.standard_normal((4, 4)) * 4, [[30.0, -30.0, 1e4, -1e4]]])
+    cases = {  # name -> (ours, theirs, (input arrays), which inputs require grad)
+        "mse_loss": (lambda a, b, r: mse_loss(a, b, reduction=r), lambda a, b, r: functional.mse_loss(a, b, reduction=r),
+                     (x, soft), (True, True)),
+        "cross_entropy": (lambda a, r: cross_entropy(a, classes, reduction=r),
+                          lambda a, r: functional.cross_entropy(a, torch.from_numpy(classes), reduction=r),
+                          (x,), (True,)),
+        "binary_cross_entropy_with_logits": (
+            lambda a, b, r: binary_cross_entropy_with_logits(a, b, reduction=r),
+            lambda a, b, r: functional.binary_cross_entropy_with_logits(a, b, reduction=r),
+            (bce_logits, soft), (True, True)),
+    }
+    for name, (ours_fn, theirs_fn, arrays, grads) in cases.items():
+        for reduction in ("mean", "sum", "none"):
+            mine = [Tensor(a.copy(), dtype=np.float64, requires_grad=g) for a, g in zip(arrays, grads)]
+            theirs = [torch.tensor(a, requires_grad=g) for a, g in zip(arrays, grads)]
+            out, t_out = ours_fn(*mine, reduction), theirs_fn(*theirs, reduction)
+            upstream = rng.standard_normal(out.shape)
+            out.backward(upstream)
+            t_out.backward(torch.from_numpy(upstream))
+            ok &= same(f"{name} {reduction!r}: loss", out.data, t_out.detach().numpy())
+            for index, (m, t) in enumerate(zip(mine, theirs)):
+                ok &= same(f"{name} {reduction!r}: gradient of input {index}", m.grad, t.grad.numpy())
+
+    edges = np.array([[0.0, -np.inf, 1.0], [0.5, np.nan, -0.5], [1e4, 0.0, -1e4]])
+    targets = np.array([2, 0, 1])
+    mine = Tensor(edges.copy(), dtype=np.float64, requires_grad=True)
+    theirs = torch.tensor(edges, requires_grad=True)
+    losses = cross_entropy(mine, targets, reduction="none")
+    t_losses = functional.cross_entropy(theirs, torch.from_numpy(targets), reduction="none")
+    losses.backward(np.ones(3))
+    t_losses.backward(torch.ones(3, dtype=torch.float64))
+    ok &= same("cross_entropy: -inf mask, NaN row, +-1e4", losses.data, t_losses.detach().numpy())
+    ok &= same("cross_entropy: their gradient", mine.grad, theirs.grad.numpy())
+    empty = cross_entropy(Tensor(np.zeros((0, 3)), dtype=np.float64), np.zeros(0, dtype=int), reduction="sum")
+    t_empty = functional.cross_entropy(torch.zeros((0, 3), dtype=torch.float64), torch.zeros(0, dtype=torch.long),
+                                       reduction="sum")
+    ok &= same("cross_entropy of an empty batch, 'sum'", empty.data, t_empty.numpy())
+    return ok
+
+
+def optimizer_checks(torch, rng) -> bool:
+    """Every optimizer and option over five steps: lr changed between steps, a parameter skipped at some."""
+    shapes = [(3, 4), (4,), (2,)]
+    starts = [rng.standard_normal(s) for s in shapes]
+    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(5)]
+    for step, index in ((0, 2), (3, 2), (1, 0)):  # no gradient: the last parameter at steps 1 and 4, the first at 2
+        grads[step][index] = None
+    lrs = [0.1, 0.1, 0.05, 0.02, 0.02]
+    configurations = {
+        "SGD": (lambda ps: SGD(ps, lr=0.1), lambda ps: torch.optim.SGD(ps, lr=0.1)),
+        "SGD weight_decay": (lambda ps: SGD(ps, lr=0.1, weight_decay=0.05),
+                             lambda ps: torch.optim.SGD(ps, lr=0.1, weight_decay=0.05)),
+        "SGD momentum": (lambda ps: SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+                         lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01)),
+        "SGD Nesterov": (lambda ps: SGD(ps, lr=0.1, momentum=0.8, weight_decay=0.02, nesterov=True),
+                         lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.8, weight_decay=0.02, nesterov=True)),
+        "Adam": (lambda ps: Adam(ps, lr=0.1), lambda ps: torch.optim.Adam(ps, lr=0.1)),
+        "Adam betas, eps, L2 decay": (
+            lambda ps: Adam(ps, lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1),
+            lambda ps: torch.optim.Adam(ps, lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1)),
+        "AdamW": (lambda ps: AdamW(ps, lr=0.1), lambda ps: torch.optim.AdamW(ps, lr=0.1)),
+        "AdamW betas, eps, decay": (
+            lambda ps: AdamW(ps, lr=0.1, betas=(0.7, 0.9), eps=1e-4, weight_decay=0.3),
+            lambda ps: torch.optim.AdamW(ps, lr=0.1, betas=(0.7, 0.9), eps=1e-4, weight_decay=0.3)),
+    }
+    ok = True
+    for name, (make_ours, make_theirs) in configurations.items():
+        mine = [Tensor(start.copy(), dtype=np.float64, requires_grad=True) for start in starts]
+        theirs = [torch.tensor(start, requires_grad=True) for start in starts]
+        ours_optimizer, theirs_optimizer = make_ours(mine), make_theirs(theirs)
+        worst = 0.0
+        for step_grads, lr in zip(grads, lrs):
+            ours_optimizer.lr = lr
+            theirs_optimizer.param_groups[0]["lr"] = lr
+            for m, t, g in zip(mine, theirs, step_grads):
+                m.grad = None if g is None else g.copy()
+                t.grad = None if g is None else torch.tensor(g)
+            ours_optimizer.step()
+            theirs_optimizer.step()
+            for m, t in zip(mine, theirs):
+                difference = np.abs(m.data - t.detach().numpy()) / (1 + np.abs(t.detach().numpy()))
+                worst = max(worst, float(difference.max()))
+        ok &= same(f"{name}: parameters after 5 steps", np.concatenate([m.data.ravel() for m in mine]),
+                   np.concatenate([t.detach().numpy().ravel() for t in theirs]))
+        if worst > 1e-12:
+            print(f"  BAD {name}: some step on the way differed by {worst:.1e}")
+            ok = False
+    return ok
 
 
 def main(argv=None) -> int:
@@ -499,6 +610,9 @@ def main(argv=None) -> int:
     print("\ngradients, float64 (katas 03 and 04):")
     ok &= gradient_checks(torch, np.random.default_rng(1))
     ok &= layer_checks(torch, np.random.default_rng(2))
+    print("\nlosses and optimizers in float64, every option:")
+    ok &= loss_checks(torch, np.random.default_rng(1))
+    ok &= optimizer_checks(torch, np.random.default_rng(2))
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:

@@ -69,8 +69,11 @@ class Optimizer:
         raise NotImplementedError("06_optimizers · state_dict: build the flat dict of COPIES: \"optimizer\", \"param_count\", each hyper-parameter, and \"<name>.<i>\" for every entry of self.state[i]")
 
     def load_state_dict(self, state) -> None:
-        """Restore exactly what `state_dict` saved (a dict, or what `np.load` returns)."""
-        raise NotImplementedError("06_optimizers · state_dict: check optimizer and param_count, restore hyper-parameters, rebuild self.state with copies (ints for integer counters); ValueError on a shape mismatch")
+        """Restore exactly what `state_dict` saved (a dict, or what `np.load` returns).
+
+        A state that does not fit is refused with a ValueError, and then nothing has changed.
+        """
+        raise NotImplementedError("06_optimizers · state_dict: check everything first (optimizer, param_count, every hyper-parameter present, buffer shapes; ValueError), then restore the hyper-parameters and replace self.state with copies (ints for integer counters)")
 
 
 # -- SGD: step against the gradient, optionally with momentum ---------------------------------

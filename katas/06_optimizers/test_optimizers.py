@@ -2,7 +2,9 @@
 
 Run `python -m pytest katas/06_optimizers` and fix the first red test.
 Exact steps are checked against values worked out by hand in float64: the
-arithmetic is in each test's comments, so you can redo it on paper.
+arithmetic is in each test's comments, so you can redo it on paper. A few
+longer runs (several steps, a learning rate changed between them) are checked
+against numbers PyTorch computed once, copied into the test.
 """
 
 import time
@@ -26,13 +28,32 @@ def param(values, grad=None):
     return p
 
 
-def assert_rejected(make, what):
-    """make() must raise ValueError."""
+def assert_rejected(make, what, names=()):
+    """make() must raise ValueError, and its message must mention every one of `names`."""
     try:
         make()
-    except ValueError:
+    except ValueError as error:
+        missing = [name for name in names if name not in str(error)]
+        assert not missing, f"{what}: the ValueError should name {missing}; it said: {str(error)!r}"
         return
     raise AssertionError(f"{what}: expected a ValueError, but the optimizer was created")
+
+
+def assert_gradient_untouched(p, before, what):
+    """p.grad still holds `before`: the step read the gradient and wrote nothing into it."""
+    assert np.array_equal(p.grad, before), (
+        f"{what}: the step changed p.grad from {before.tolist()} to {np.asarray(p.grad).tolist()}. The gradient "
+        "belongs to autograd (it accumulates into it); build the step's direction in a new array: "
+        "`direction = grad + wd * p.data`, not `grad += ...`")
+
+
+def run_with_lrs(optimizer, params, grads, lrs):
+    """Step once per entry of `grads` (None skips a parameter), with optimizer.lr set to each of `lrs` first."""
+    for step_grads, lr in zip(grads, lrs):
+        optimizer.lr = lr
+        for p, g in zip(params, step_grads):
+            p.grad = None if g is None else np.array(g, dtype=np.float64)
+        optimizer.step()
 
 
 # -- base --------------------------------------------------------------------------------
@@ -59,6 +80,8 @@ class TestBase:
         """A numpy array in the parameter list raises TypeError naming its position."""
         with pytest.raises(TypeError, match="parameter 1"):
             Optimizer([param([1.0]), np.zeros(3)])
+        with pytest.raises(TypeError, match="parameter 2"):
+            Optimizer([param([1.0]), param([2.0]), [3.0]])
 
     def test_duplicate_parameter_is_rejected(self):
         """The same tensor listed twice raises ValueError (it would be updated twice per step)."""
@@ -66,11 +89,18 @@ class TestBase:
         with pytest.raises(ValueError, match="twice"):
             Optimizer([a, param([2.0]), a])
 
+    def test_equal_but_distinct_tensors_are_two_parameters(self):
+        """Two different tensors with equal values are two parameters, not a duplicate: compare by identity."""
+        a, b = param([1.0, 2.0]), param([1.0, 2.0])
+        assert len(Optimizer([a, b]).params) == 2, "two distinct tensors with equal values should both be kept"
+
     def test_zero_grad_sets_every_grad_to_none(self):
-        """zero_grad() sets .grad of every parameter to None."""
-        a, b = param([1.0], grad=[0.5]), param([2.0], grad=[-1.0])
-        Optimizer([a, b]).zero_grad()
-        assert a.grad is None and b.grad is None, f"after zero_grad: grads {a.grad}, {b.grad}; expected None, None"
+        """zero_grad() sets .grad of every parameter to None (also one whose grad is None already), data untouched."""
+        a, b, c = param([1.0], grad=[0.5]), param([2.0], grad=[-1.0]), param([3.0])
+        Optimizer([a, b, c]).zero_grad()
+        assert a.grad is None and b.grad is None and c.grad is None, (
+            f"after zero_grad: grads {a.grad}, {b.grad}, {c.grad}; expected None, None, None")
+        assert a.data.tolist() == [1.0] and b.data.tolist() == [2.0], "zero_grad changed a parameter's data"
 
 
 # -- SGD ---------------------------------------------------------------------------------
@@ -78,6 +108,16 @@ class TestBase:
 
 @pytest.mark.checkpoint("sgd")
 class TestSGD:
+    def test_step_leaves_the_gradient_alone(self):
+        """SGD with weight decay changes p.data only: p.grad keeps its values.
+
+        Hint: `direction = p.grad` then `direction += wd * p.data` writes into the gradient itself;
+        `direction = p.grad + wd * p.data` makes a new array.
+        """
+        p = param([2.0, -4.0], grad=[0.5, 1.0])
+        SGD([p], lr=0.1, weight_decay=0.1).step()
+        assert_gradient_untouched(p, np.array([0.5, 1.0]), "SGD(lr=0.1, weight_decay=0.1)")
+
     def test_one_step_is_p_minus_lr_times_grad(self):
         """One SGD step: p - lr * g."""
         # [1, 2, 3] - 0.1 * [0.5, -1, 2] = [0.95, 2.1, 2.8]
@@ -95,6 +135,14 @@ class TestSGD:
         assert p.dtype == np.float32, f"a float32 parameter became {p.dtype}"
         assert_close(p.data, np.full(4, 0.5, dtype=np.float32), "SGD(lr=0.25), p = 1, g = 2")
 
+    def test_every_parameter_is_updated(self):
+        """Three parameters of different shapes each take their own step, p - lr * g."""
+        a, b, c = param([1.0], grad=[1.0]), param([[1.0, 2.0]], grad=[[2.0, 4.0]]), param(0.5, grad=-1.0)
+        SGD([a, b, c], lr=0.5).step()
+        assert_close(a.data, [0.5], "parameter 0 after one step", rtol=1e-12)
+        assert_close(b.data, [[0.0, 0.0]], "parameter 1 (shape (1, 2)) after one step", rtol=1e-12, atol=0)
+        assert_close(c.data, 1.0, "parameter 2 (a 0-d tensor) after one step", rtol=1e-12)
+
     def test_weight_decay_pulls_toward_zero(self):
         """Weight decay adds weight_decay * p to the gradient."""
         # g' = g + 0.1 p = [0 + 0.2, 0 - 0.4, 1 + 0.1] = [0.2, -0.4, 1.1]
@@ -105,9 +153,9 @@ class TestSGD:
                      rtol=1e-12)
 
     def test_parameter_without_grad_is_skipped(self):
-        """A parameter whose grad is None is left exactly as it was (not even decayed)."""
+        """A parameter whose grad is None is left exactly as it was (not even decayed); the ones after it still step."""
         a, b = param([1.0, 1.0], grad=[1.0, 1.0]), param([3.0, -3.0])
-        SGD([a, b], lr=0.1, weight_decay=0.5).step()
+        SGD([b, a], lr=0.1, weight_decay=0.5).step()
         assert_close(b.data, [3.0, -3.0], "parameter with grad None after a step", rtol=0, atol=0)
         assert_close(a.data, [0.85, 0.85], "parameter with a gradient: 1 - 0.1 * (1 + 0.5 * 1)", rtol=1e-12)
 
@@ -122,14 +170,21 @@ class TestSGD:
         assert_close(p.data, [-0.11], "two steps, lr 0.1 then 0.01, g = 1", rtol=1e-12)
 
     def test_bad_hyperparameters_are_rejected(self):
-        """lr <= 0, momentum outside [0, 1), weight_decay < 0 and nesterov without momentum raise ValueError."""
+        """lr <= 0 or NaN, momentum outside [0, 1), weight_decay < 0 and nesterov without momentum: a ValueError naming it.
+
+        Hint: `if lr <= 0` lets NaN through (every comparison with NaN is False); ask for what is good,
+        `if not lr > 0: raise ...`.
+        """
         p = param([1.0])
-        assert_rejected(lambda: SGD([p], lr=0.0), "SGD(lr=0)")
-        assert_rejected(lambda: SGD([p], lr=-0.1), "SGD(lr=-0.1)")
-        assert_rejected(lambda: SGD([p], lr=0.1, momentum=-0.5), "SGD(momentum=-0.5)")
-        assert_rejected(lambda: SGD([p], lr=0.1, momentum=1.0), "SGD(momentum=1.0)")
-        assert_rejected(lambda: SGD([p], lr=0.1, weight_decay=-1e-4), "SGD(weight_decay=-1e-4)")
-        assert_rejected(lambda: SGD([p], lr=0.1, nesterov=True), "SGD(nesterov=True) with momentum 0")
+        assert_rejected(lambda: SGD([p], lr=0.0), "SGD(lr=0)", ["lr"])
+        assert_rejected(lambda: SGD([p], lr=-0.1), "SGD(lr=-0.1)", ["lr"])
+        assert_rejected(lambda: SGD([p], lr=float("nan")), "SGD(lr=nan)", ["lr"])
+        assert_rejected(lambda: SGD([p], lr=0.1, momentum=-0.5), "SGD(lr=0.1, momentum=-0.5)", ["momentum"])
+        assert_rejected(lambda: SGD([p], lr=0.1, momentum=1.0), "SGD(lr=0.1, momentum=1.0)", ["momentum"])
+        assert_rejected(lambda: SGD([p], lr=0.1, momentum=0.9, weight_decay=-1e-4),
+                        "SGD(lr=0.1, momentum=0.9, weight_decay=-1e-4)", ["weight_decay"])
+        assert_rejected(lambda: SGD([p], lr=0.1, nesterov=True), "SGD(lr=0.1, nesterov=True) with momentum 0",
+                        ["nesterov"])
 
     def test_trains_a_quadratic_with_autograd(self):
         """zero_grad, backward, step: 100 steps fit x to a target, and x stays a leaf (no graph recorded)."""
@@ -151,6 +206,18 @@ class TestSGD:
 
 @pytest.mark.checkpoint("momentum")
 class TestMomentum:
+    def test_velocity_is_not_the_gradient_array(self):
+        """Momentum steps leave p.grad's values alone: the velocity is the optimizer's own array.
+
+        Hint: `buffers["velocity"] = grad` keeps the gradient array itself as the velocity, and the
+        next `velocity *= mu` rewrites p.grad. Start from `np.zeros_like(p.data)` and add into it.
+        """
+        p = param([1.0, -2.0], grad=[1.0, -2.0])
+        optimizer = SGD([p], lr=0.1, momentum=0.9)
+        for step in (1, 2, 3):
+            optimizer.step()
+            assert_gradient_untouched(p, np.array([1.0, -2.0]), f"SGD(momentum=0.9), step {step}")
+
     def test_two_momentum_steps_by_hand(self):
         """Momentum 0.9: v = 0.9 v + g, p -= lr v, worked out for two steps."""
         # g = [1, -2] both steps, lr = 0.1, mu = 0.9, p0 = [1, 1]
@@ -175,6 +242,21 @@ class TestMomentum:
         optimizer.step()
         assert_close(p.data, [0.539], "Nesterov after step 2", rtol=1e-12)
 
+    def test_nesterov_with_weight_decay_by_hand(self):
+        """Nesterov with weight decay: the decayed gradient g' enters the velocity AND the look-ahead g' + mu v."""
+        # g = 1 both steps, wd = 0.2, mu = 0.5, lr = 0.1, p0 = 2
+        # step 1: g' = 1 + 0.2 * 2 = 1.4;      v = 1.4;                  direction = 1.4 + 0.5 * 1.4 = 2.1
+        #         p = 2 - 0.21 = 1.79
+        # step 2: g' = 1 + 0.2 * 1.79 = 1.358; v = 0.7 + 1.358 = 2.058;  direction = 1.358 + 1.029 = 2.387
+        #         p = 1.79 - 0.2387 = 1.5513
+        # (Adding the raw g instead of g' in the look-ahead gives 2 - 0.1 * 1.7 = 1.83 after step 1.)
+        p = param([2.0], grad=[1.0])
+        optimizer = SGD([p], lr=0.1, momentum=0.5, weight_decay=0.2, nesterov=True)
+        optimizer.step()
+        assert_close(p.data, [1.79], "Nesterov + weight decay after step 1", rtol=1e-12)
+        optimizer.step()
+        assert_close(p.data, [1.5513], "Nesterov + weight decay after step 2", rtol=1e-12)
+
     def test_velocity_carries_on_after_the_gradient_turns(self):
         """With momentum the parameter keeps moving the old way when a smaller gradient points back."""
         # lr = 0.1, mu = 0.9, p0 = 0
@@ -197,6 +279,40 @@ class TestMomentum:
         optimizer.step()
         optimizer.step()
         assert_close(p.data, [1.52], "two steps with momentum 0.5 and weight decay 0.1 on g = 0", rtol=1e-12)
+
+    def test_each_parameter_has_its_own_velocity(self):
+        """Two parameters with gradients 1 and 10: each velocity builds from its own gradients only."""
+        # lr = 0.1, mu = 0.9, both from 0. Step 1: v = g; step 2: v = 1.9 g.
+        # a: -0.1 - 0.19 = -0.29;  b: -1 - 1.9 = -2.9
+        a, b = param([0.0], grad=[1.0]), param([0.0], grad=[10.0])
+        optimizer = SGD([a, b], lr=0.1, momentum=0.9)
+        optimizer.step()
+        optimizer.step()
+        assert_close(a.data, [-0.29], "parameter a (g = 1) after two steps", rtol=1e-12)
+        assert_close(b.data, [-2.9], "parameter b (g = 10) after two steps", rtol=1e-12)
+
+    @pytest.mark.parametrize("nesterov", [False, True], ids=["momentum", "nesterov"])
+    def test_matches_pytorch_over_three_steps(self, nesterov):
+        """SGD(lr=0.1, momentum=0.9, weight_decay=0.01) over three gradients, lr 0.05 at step 3: PyTorch's numbers.
+
+        Hint: PyTorch's momentum has no damping by default: v = mu v + g (not mu v + (1 - mu) g), and lr
+        multiplies the velocity when stepping (v does not hold lr, so a new lr acts at once).
+        """
+        # Computed once with torch.optim.SGD(..., dampening=0) in float64 (PyTorch 2.13), starting from
+        # p = [1, -2, 0.5], setting param_groups[0]["lr"] before each step.
+        expected = {False: [[0.949, -1.898, 0.2995],
+                            [0.927151, -1.8793019999999998, 0.018750499999999944],
+                            [0.8418553744999999, -1.8949482489999998, -0.08259615025000008]],
+                    True: [[0.9031, -1.8062, 0.11904999999999999],
+                           [0.90757411, -1.86264822, -0.23358119500000005],
+                           [0.7553816590955, -1.9008431931910001, -0.29948975811475004]]}[nesterov]
+        grads = [[0.5, -1.0, 2.0], [-0.25, 0.75, 1.0], [1.5, 0.5, -0.5]]
+        p = param([1.0, -2.0, 0.5])
+        optimizer = SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=nesterov)
+        for step, (g, lr) in enumerate(zip(grads, [0.1, 0.1, 0.05])):
+            run_with_lrs(optimizer, [p], [[g]], [lr])
+            assert_close(p.data, expected[step], f"SGD(nesterov={nesterov}) after step {step + 1} (lr {lr})",
+                         rtol=1e-12, atol=1e-15)
 
     def test_skipped_parameter_keeps_its_velocity(self):
         """A step where grad is None neither moves the parameter nor decays its velocity."""
@@ -237,6 +353,18 @@ class TestMomentum:
 
 @pytest.mark.checkpoint("adam")
 class TestAdam:
+    def test_step_leaves_the_gradient_alone(self):
+        """Adam with weight decay changes p.data and its own moments only: p.grad keeps its values.
+
+        Hint: L2 decay must build a new gradient, `grad + wd * p.data`; `grad += wd * p.data` writes
+        into p.grad, and the next step (or an accumulating backward) starts from a wrong gradient.
+        """
+        p = param([2.0, -1.0], grad=[3.0, 0.5])
+        optimizer = Adam([p], lr=0.1, weight_decay=0.5)
+        for step in (1, 2):
+            optimizer.step()
+            assert_gradient_untouched(p, np.array([3.0, 0.5]), f"Adam(weight_decay=0.5), step {step}")
+
     def test_first_step_moves_each_element_by_lr(self):
         """Adam's first step is lr * g / (|g| + eps), about lr * sign(g), whatever the size of g."""
         # t = 1: m = 0.1 g, v = 0.001 g^2; bias correction divides by 1 - 0.9 = 0.1 and 1 - 0.999 = 0.001:
@@ -275,6 +403,23 @@ class TestAdam:
         optimizer.step()
         assert_close(p.data, [p1 + 0.1 * (0.01 / 0.19) / (1 + EPS)], "after step 2 (g = -1)", rtol=1e-10)
 
+    def test_its_own_betas_and_eps_by_hand(self):
+        """Adam(lr=0.1, betas=(0.5, 0.75), eps=0.25): two steps, g = 1 then 3, use the given betas and eps."""
+        # step 1: m = 0.5 * 1 = 0.5, v = 0.25 * 1 = 0.25; m_hat = 0.5 / 0.5 = 1, v_hat = 0.25 / 0.25 = 1
+        #         p1 = 0 - 0.1 * 1 / (1 + 0.25) = -0.08
+        # step 2: m = 0.5 * 0.5 + 0.5 * 3 = 1.75;  v = 0.75 * 0.25 + 0.25 * 9 = 2.4375
+        #         m_hat = 1.75 / (1 - 0.25) = 7/3;  v_hat = 2.4375 / (1 - 0.5625) = 39/7
+        #         p2 = -0.08 - 0.1 * (7/3) / (sqrt(39/7) + 0.25) = -0.1693865
+        # eps goes after the square root: inside it, sqrt(v_hat + eps), the step would differ.
+        p = param([0.0], grad=[1.0])
+        optimizer = Adam([p], lr=0.1, betas=(0.5, 0.75), eps=0.25)
+        optimizer.step()
+        assert_close(p.data, [-0.08], "after step 1 (g = 1)", rtol=1e-12)
+        p.grad = np.array([3.0])
+        optimizer.step()
+        assert_close(p.data, [-0.08 - 0.1 * (7 / 3) / (np.sqrt(39 / 7) + 0.25)], "after step 2 (g = 3)",
+                     rtol=1e-12)
+
     def test_each_parameter_counts_its_own_steps(self):
         """Every parameter's first update is lr * sign(g), even one that had no gradient until step 2."""
         # a and b: g = 1 at both steps (constant: every step is lr / (1 + eps)).
@@ -282,7 +427,7 @@ class TestAdam:
         # so it moves by lr * 4 / (4 + eps). A step counter shared between parameters breaks all three.
         lr = 0.1
         a, b, c = param([0.0], grad=[1.0]), param([0.0], grad=[1.0]), param([5.0])
-        optimizer = Adam([a, b, c], lr=lr)
+        optimizer = Adam([c, a, b], lr=lr)  # c first: skipping it must not skip the others
         optimizer.step()
         assert_close(a.data, [-lr / (1 + EPS)], "a after step 1", rtol=1e-12)
         assert_close(b.data, [-lr / (1 + EPS)], "b after step 1 (b's own first step)", rtol=1e-12)
@@ -302,14 +447,59 @@ class TestAdam:
         assert_close(p.data, [2 - 0.1 * 4 / (4 + EPS)], "Adam(wd=0.5): p = 2, g = 3", rtol=1e-12)
         assert_close(q.data, [2 - 0.1 * 1 / (1 + EPS)], "Adam(wd=0.5): p = 2, g = 0", rtol=1e-12)
 
+    def test_matches_pytorch_over_four_steps(self):
+        """Adam(lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1), lr 0.1, 0.1, 0.05, 0.02: PyTorch's numbers."""
+        # Computed once with torch.optim.Adam in float64 (PyTorch 2.13), setting param_groups[0]["lr"]
+        # before each step. The second parameter has no gradient at step 1, the first none at step 3.
+        expected = [
+            [[0.9001663893510815, -1.9000832639467111, 0.4000487567040468], [0.25, -0.75]],
+            [[0.8593124787129203, -1.8761784005396296, 0.3078050724899441], [0.15003304692663583, -0.650173611111111]],
+            [[0.8593124787129203, -1.8761784005396296, 0.3078050724899441], [0.13213483475728446, -0.6785548461270818]],
+            [[0.851407658702512, -1.8624472594317385, 0.292650779943549], [0.12465532346718725, -0.6896462282890413]],
+        ]
+        params = [param([1.0, -2.0, 0.5]), param([0.25, -0.75])]
+        optimizer = Adam(params, lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1)
+        for step, (grads, lr) in enumerate(zip(ADAM_GRADS, [0.1, 0.1, 0.05, 0.02])):
+            run_with_lrs(optimizer, params, [grads], [lr])
+            for index, p in enumerate(params):
+                assert_close(p.data, expected[step][index], f"Adam: parameter {index} after step {step + 1} (lr {lr})",
+                             rtol=1e-12, atol=1e-15)
+
+    def test_float32_parameters_stay_float32(self):
+        """Adam on float32 parameters updates them in place and keeps float32 (moments too)."""
+        p = Tensor(np.array([1.0, -2.0], dtype=np.float32), requires_grad=True)
+        p.grad = np.array([0.5, 0.5], dtype=np.float32)
+        data = p.data
+        optimizer = Adam([p], lr=0.1)
+        optimizer.step()
+        optimizer.step()
+        assert p.data is data and p.dtype == np.float32, (
+            f"after two Adam steps p.data is {'the same' if p.data is data else 'a new'} array of dtype {p.dtype}; "
+            "expected the same float32 array")
+        assert_close(p.data, np.array([1.0 - 0.2, -2.0 - 0.2], dtype=np.float32), "two float32 Adam steps, g = 0.5")
+
+    def test_betas_and_eps_of_zero_are_valid(self):
+        """betas=(0, 0) and eps=0 are allowed: then m = g and v = g^2, and every step is lr * sign(g)."""
+        # t = 1, 2: m_hat = g, v_hat = g^2 (the bias corrections are 1 - 0 = 1): each step is lr * g / |g|.
+        p = param([1.0, 1.0], grad=[2.0, -0.5])
+        optimizer = Adam([p], lr=0.1, betas=(0.0, 0.0), eps=0.0)
+        optimizer.step()
+        optimizer.step()
+        assert_close(p.data, [0.8, 1.2], "two Adam steps with betas (0, 0) and eps 0, g = [2, -0.5]", rtol=1e-12)
+
     def test_bad_hyperparameters_are_rejected(self):
-        """lr <= 0, a beta outside [0, 1), eps < 0 and weight_decay < 0 raise ValueError."""
+        """lr <= 0 or NaN, a beta outside [0, 1), not two betas, eps < 0, weight_decay < 0: a ValueError naming it (AdamW too)."""
         p = param([1.0])
-        assert_rejected(lambda: Adam([p], lr=0.0), "Adam(lr=0)")
-        assert_rejected(lambda: Adam([p], betas=(1.0, 0.999)), "Adam(betas=(1.0, 0.999))")
-        assert_rejected(lambda: Adam([p], betas=(0.9, -0.1)), "Adam(betas=(0.9, -0.1))")
-        assert_rejected(lambda: Adam([p], eps=-1e-8), "Adam(eps=-1e-8)")
-        assert_rejected(lambda: Adam([p], weight_decay=-0.01), "Adam(weight_decay=-0.01)")
+        assert_rejected(lambda: Adam([p], lr=0.0), "Adam(lr=0)", ["lr"])
+        assert_rejected(lambda: Adam([p], lr=float("nan")), "Adam(lr=nan)", ["lr"])
+        assert_rejected(lambda: Adam([p], lr=0.01, betas=(1.0, 0.999)), "Adam(betas=(1.0, 0.999))", ["betas"])
+        assert_rejected(lambda: Adam([p], lr=0.01, betas=(0.9, -0.1)), "Adam(lr=0.01, betas=(0.9, -0.1))", ["betas"])
+        assert_rejected(lambda: Adam([p], lr=0.01, betas=(0.9, 1.0)), "Adam(lr=0.01, betas=(0.9, 1.0))", ["betas"])
+        assert_rejected(lambda: Adam([p], lr=0.01, betas=(0.9,)), "Adam(betas=(0.9,))", ["betas"])
+        assert_rejected(lambda: Adam([p], lr=0.01, betas=(0.9, 0.999), eps=-1e-8), "Adam(eps=-1e-8)", ["eps"])
+        assert_rejected(lambda: Adam([p], lr=0.01, eps=1e-8, weight_decay=-0.01), "Adam(weight_decay=-0.01)",
+                        ["weight_decay"])
+        assert_rejected(lambda: AdamW([p], lr=0.01, betas=(0.9, 1.5)), "AdamW(lr=0.01, betas=(0.9, 1.5))", ["betas"])
 
     def test_solves_the_rosenbrock_valley(self):
         """Adam(lr=0.02) takes (-1.5, 2) to within 1e-2 of the minimum (1, 1) of Rosenbrock's function in 3000 steps."""
@@ -322,6 +512,12 @@ class TestAdam:
             p.grad = np.array([-2 * (1 - x) - 400 * x * (y - x * x), 200 * (y - x * x)])
             optimizer.step()
         assert_close(p.data, [1.0, 1.0], "Adam on Rosenbrock after 3000 steps", rtol=0, atol=1e-2)
+
+
+# Gradients for the PyTorch comparisons of Adam and AdamW: two parameters, four steps; None = no gradient
+# (the second parameter at step 1, the first at step 3: each counts only its own steps).
+ADAM_GRADS = [[[0.5, -1.0, 2.0], None], [[-0.25, 0.75, 1.0], [3.0, -0.5]],
+              [None, [-1.0, 2.0]], [[0.0, -2.0, 0.25], [0.5, 0.5]]]
 
 
 # -- AdamW -------------------------------------------------------------------------------
@@ -366,30 +562,53 @@ class TestAdamW:
     def test_parameter_without_grad_is_not_decayed(self):
         """A parameter whose grad is None is neither decayed nor stepped."""
         a, b = param([1.0], grad=[1.0]), param([3.0])
-        AdamW([a, b], lr=0.1, weight_decay=0.5).step()
+        AdamW([b, a], lr=0.1, weight_decay=0.5).step()
         assert_close(b.data, [3.0], "AdamW: parameter with grad None", rtol=0, atol=0)
+        assert_close(a.data, [1.0 * 0.95 - 0.1 / (1 + EPS)], "AdamW: the parameter after it, p = 1, g = 1", rtol=1e-12)
+
+    def test_matches_pytorch_over_four_steps(self):
+        """AdamW(lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1), lr 0.1, 0.1, 0.05, 0.02: PyTorch's numbers."""
+        # Computed once with torch.optim.AdamW in float64 (PyTorch 2.13), setting param_groups[0]["lr"]
+        # before each step; the same gradients as Adam's comparison. A parameter without a gradient is
+        # not decayed either (the first one at step 3).
+        expected = [
+            [[0.8901996007984032, -1.8800999000999001, 0.3950499750124937], [0.25, -0.75]],
+            [[0.8601057190698588, -1.8581484389112355, 0.29909248833354946], [0.1475333222259247, -0.6426996007984032]],
+            [[0.8601057190698588, -1.8581484389112355, 0.29909248833354946], [0.1292307850624262, -0.6696151516982201]],
+            [[0.8552835203078165, -1.8423291142753069, 0.2835033438707224], [0.12163121489307786, -0.6801833670902697]],
+        ]
+        params = [param([1.0, -2.0, 0.5]), param([0.25, -0.75])]
+        optimizer = AdamW(params, lr=0.1, betas=(0.8, 0.95), eps=1e-3, weight_decay=0.1)
+        for step, (grads, lr) in enumerate(zip(ADAM_GRADS, [0.1, 0.1, 0.05, 0.02])):
+            run_with_lrs(optimizer, params, [grads], [lr])
+            for index, p in enumerate(params):
+                assert_close(p.data, expected[step][index], f"AdamW: parameter {index} after step {step + 1} (lr {lr})",
+                             rtol=1e-12, atol=1e-15)
 
 
 # -- state memory ------------------------------------------------------------------------
 
 
-def float32_params(*shapes, seed=0):
+def float32_params(*shapes, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
-    params = [Tensor(rng.standard_normal(shape).astype(np.float32), requires_grad=True) for shape in shapes]
+    params = [Tensor(rng.standard_normal(shape).astype(dtype), dtype=dtype, requires_grad=True) for shape in shapes]
     for p in params:
-        p.grad = rng.standard_normal(p.shape).astype(np.float32)
+        p.grad = rng.standard_normal(p.shape).astype(dtype)
     return params
 
 
 @pytest.mark.checkpoint("state_memory")
 class TestStateMemory:
     def test_plain_sgd_holds_no_state(self):
-        """SGD without momentum keeps nothing between steps: state_bytes() == 0."""
+        """SGD without momentum keeps nothing between steps: state_bytes() is the int 0."""
         params = float32_params((100, 10), (10,))
         optimizer = SGD(params, lr=0.1)
         for _ in range(3):
             optimizer.step()
-        assert optimizer.state_bytes() == 0, f"plain SGD: state_bytes() = {optimizer.state_bytes()}, expected 0"
+        used = optimizer.state_bytes()
+        assert isinstance(used, (int, np.integer)) and not isinstance(used, bool), (
+            f"state_bytes() should be a whole number of bytes (an int), got {type(used).__name__} {used!r}")
+        assert used == 0, f"plain SGD: state_bytes() = {used}, expected 0"
 
     def test_momentum_holds_one_buffer_per_parameter(self):
         """SGD with momentum holds one velocity per parameter: exactly the parameters' bytes, from the first step on."""
@@ -413,15 +632,30 @@ class TestStateMemory:
                 f"Adam after step {step}: state_bytes() = {optimizer.state_bytes()}, expected {2 * weights} "
                 f"(2x the {weights} bytes of float32 parameters)")
 
-    def test_parameter_never_updated_holds_no_state(self):
-        """A parameter whose grad is None gets no buffers: Adam's state counts only the parameters it updated."""
-        a, b = float32_params((50,), (1000,))
-        b.grad = None
+    def test_bytes_follow_each_parameters_dtype(self):
+        """A float64 parameter's moments take 8 bytes an element, a float32 one's 4: Adam holds 2 x (80 + 40) bytes."""
+        (a,), (b,) = float32_params((10,), dtype=np.float64), float32_params((10,), seed=1)
         optimizer = Adam([a, b])
         optimizer.step()
+        expected = 2 * (a.nbytes + b.nbytes)  # 2 x (10 x 8 + 10 x 4) = 240
+        assert optimizer.state_bytes() == expected, (
+            f"Adam over a float64 (10,) and a float32 (10,) parameter: state_bytes() = {optimizer.state_bytes()}, "
+            f"expected {expected}: count each array's own .nbytes, and make buffers with np.zeros_like(p.data)")
+
+    def test_parameter_never_updated_holds_no_state(self):
+        """A parameter whose grad is None gets no buffers: the state counts only the parameters that were updated."""
+        a, b = float32_params((50,), (1000,))
+        b.grad = None
+        optimizer = Adam([b, a])
+        optimizer.step()
         assert optimizer.state_bytes() == 2 * a.nbytes, (
-            f"state_bytes() = {optimizer.state_bytes()}, expected {2 * a.nbytes}: m and v of the 50-element "
+            f"Adam: state_bytes() = {optimizer.state_bytes()}, expected {2 * a.nbytes}: m and v of the 50-element "
             "parameter only")
+        optimizer = SGD([b, a], lr=0.1, momentum=0.9)
+        optimizer.step()
+        assert optimizer.state_bytes() == a.nbytes, (
+            f"SGD with momentum: state_bytes() = {optimizer.state_bytes()}, expected {a.nbytes}: the velocity of the "
+            "50-element parameter only")
 
 
 # -- state_dict --------------------------------------------------------------------------
@@ -445,15 +679,42 @@ def gradient_sequence(shapes, steps, seed):
 
 MAKERS = {
     "SGD": lambda params: SGD(params, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    "Adam": lambda params: Adam(params, lr=0.01, weight_decay=1e-3),
-    "AdamW": lambda params: AdamW(params, lr=0.01, betas=(0.8, 0.99)),
+    "Adam": lambda params: Adam(params, lr=0.01, betas=(0.85, 0.98), eps=1e-6, weight_decay=1e-3),
+    "AdamW": lambda params: AdamW(params, lr=0.01, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.05),
 }
+# The same classes made with other (default) hyper-parameters: loading must replace every one of them.
+OTHER_MAKERS = {
+    "SGD": lambda params: SGD(params, lr=1.0),
+    "Adam": lambda params: Adam(params),
+    "AdamW": lambda params: AdamW(params),
+}
+
+
+def assert_same_state(optimizer, before: dict, what: str) -> None:
+    """optimizer.state_dict() still equals `before`: the same keys, the same values."""
+    after = optimizer.state_dict()
+    assert sorted(after) == sorted(before), (
+        f"{what}: the optimizer's state changed: keys {sorted(before)} became {sorted(after)}. Check everything "
+        "before changing anything: a refused state must leave the optimizer as it was")
+    for key, value in before.items():
+        assert np.array_equal(after[key], value), (
+            f"{what}: the optimizer's {key!r} changed from {value!r} to {after[key]!r}. Check everything before "
+            "changing anything: a refused state must leave the optimizer as it was")
+
+
+def stepped_adam(*shapes, steps=2, seed=5):
+    """An Adam (lr 0.01) over float32 parameters of `shapes`, after `steps` steps."""
+    params = float32_params(*shapes, seed=seed)
+    optimizer = Adam(params, lr=0.01)
+    for _ in range(steps):
+        optimizer.step()
+    return optimizer
 
 
 @pytest.mark.checkpoint("state_dict")
 class TestStateDict:
     def test_state_dict_is_a_flat_dict_of_arrays_that_savez_can_store(self, tmp_path):
-        """state_dict() maps str -> numpy array (step, moments, hyper-parameters) and survives np.savez."""
+        """state_dict() maps str -> numpy array (class, count, hyper-parameters, buffers, steps) and survives np.savez."""
         params = float32_params((4, 3), (3,))
         optimizer = Adam(params, lr=0.01)
         optimizer.step()
@@ -462,11 +723,45 @@ class TestStateDict:
         for key, value in state.items():
             assert isinstance(key, str) and isinstance(value, np.ndarray), (
                 f"entry {key!r} is a {type(value).__name__}; every value should be a numpy array")
-        for key in ("lr", "exp_avg.0", "exp_avg_sq.1"):
+        for key in ("optimizer", "param_count", "lr", "betas", "eps", "weight_decay", "exp_avg.0", "exp_avg_sq.1",
+                    "step.0"):
             assert key in state, f"state_dict() has no {key!r}; keys: {sorted(state)}"
+        assert str(state["optimizer"]) == "Adam" and int(state["param_count"]) == 2, (
+            f"state_dict()['optimizer'] and ['param_count'] should be 'Adam' and 2, got {state['optimizer']!r} "
+            f"and {state['param_count']!r}")
+        assert np.issubdtype(state["step.0"].dtype, np.integer) and int(state["step.0"]) == 1, (
+            f"state_dict()['step.0'] should be the integer 1 after one step, got {state['step.0']!r}")
         np.savez(tmp_path / "optimizer.npz", **state)
         with np.load(tmp_path / "optimizer.npz", allow_pickle=False) as saved:
             assert sorted(saved.files) == sorted(state), "np.savez lost or renamed entries"
+
+    def test_state_dict_holds_copies(self):
+        """The dict state_dict() returns does not change when the optimizer steps again."""
+        params = float32_params((6,), (2, 2))
+        optimizer = Adam(params, lr=0.01)
+        optimizer.step()
+        state = optimizer.state_dict()
+        snapshot = {key: value.copy() for key, value in state.items()}
+        optimizer.step()
+        for key, value in state.items():
+            assert np.array_equal(value, snapshot[key]), (
+                f"state_dict()[{key!r}] changed when the optimizer stepped: it is the live buffer, not a copy")
+
+    @pytest.mark.parametrize("kind", sorted(MAKERS))
+    def test_load_state_dict_keeps_its_own_copies(self, kind):
+        """Stepping after load_state_dict(state) leaves every entry of `state` unchanged, step counters included."""
+        params = float32_params((6,), (2, 2))
+        optimizer = MAKERS[kind](params)
+        optimizer.step()
+        state = optimizer.state_dict()
+        snapshot = {key: value.copy() for key, value in state.items()}
+        optimizer.load_state_dict(state)
+        optimizer.lr *= 0.5
+        optimizer.step()
+        for key, value in state.items():
+            assert np.array_equal(value, snapshot[key]), (
+                f"{kind}: the loaded dict's {key!r} changed from {snapshot[key]!r} to {value!r} on the next step: "
+                "load_state_dict kept the array itself, not a copy (or an int)")
 
     @pytest.mark.parametrize("kind", sorted(MAKERS))
     def test_resumed_run_is_bit_identical(self, kind, tmp_path):
@@ -491,30 +786,32 @@ class TestStateDict:
                 f"{kind}: parameter {index} after resuming differs from the uninterrupted run by up to "
                 f"{np.max(np.abs(p.data - q.data)):.3g}; some state (a buffer, a step count, lr) was not restored")
 
-    def test_state_dict_holds_copies(self):
-        """The dict state_dict() returns does not change when the optimizer steps again."""
-        params = float32_params((6,), (2, 2))
-        optimizer = Adam(params, lr=0.01)
-        optimizer.step()
+    @pytest.mark.parametrize("kind", sorted(MAKERS))
+    def test_loading_restores_every_hyperparameter(self, kind):
+        """Loaded into an optimizer made with other hyper-parameters, the state brings all of them back, as Python values."""
+        shapes = [(3, 2), (2,)]
+        grads = gradient_sequence(shapes, 4, seed=7)
+        params = float32_params(*shapes, seed=2)
+        optimizer = MAKERS[kind](params)
+        run_steps(optimizer, params, grads[:2])
         state = optimizer.state_dict()
-        snapshot = {key: value.copy() for key, value in state.items()}
-        optimizer.step()
-        for key, value in state.items():
-            assert np.array_equal(value, snapshot[key]), (
-                f"state_dict()[{key!r}] changed when the optimizer stepped: it is the live buffer, not a copy")
+        saved_params = [p.data.copy() for p in params]
+        run_steps(optimizer, params, grads[2:])
 
-    def test_load_state_dict_keeps_its_own_copies(self):
-        """Stepping after load_state_dict(state) leaves `state` unchanged."""
-        params = float32_params((6,))
-        optimizer = SGD(params, lr=0.1, momentum=0.9)
-        optimizer.step()
-        state = optimizer.state_dict()
-        snapshot = {key: value.copy() for key, value in state.items()}
-        optimizer.load_state_dict(state)
-        optimizer.step()
-        for key, value in state.items():
-            assert np.array_equal(value, snapshot[key]), (
-                f"the loaded dict's {key!r} changed on the next step: load_state_dict kept the array, not a copy")
+        resumed_params = [Tensor(data, requires_grad=True) for data in saved_params]
+        resumed = OTHER_MAKERS[kind](resumed_params)
+        resumed.load_state_dict(state)
+        for name in type(resumed).hyperparameters:
+            mine, theirs = getattr(resumed, name), getattr(optimizer, name)
+            assert mine == theirs and type(mine) is type(theirs), (
+                f"{kind}.load_state_dict: {name} is {mine!r} ({type(mine).__name__}); expected {theirs!r} "
+                f"({type(theirs).__name__}). Turn 0-d arrays back into Python numbers (`.item()`) and betas into a "
+                "tuple: a 0-d array shared with the loaded dict would change it when a schedule scales lr")
+        run_steps(resumed, resumed_params, grads[2:])
+        for index, (p, q) in enumerate(zip(params, resumed_params)):
+            assert np.array_equal(p.data, q.data), (
+                f"{kind}: parameter {index} after loading into {kind} made with other hyper-parameters differs "
+                "from the uninterrupted run: every hyper-parameter in the state must be restored")
 
     def test_loading_restores_exactly_even_an_empty_state(self):
         """Loading the state of an optimizer that never stepped wipes the buffers: the next step is a first step."""
@@ -536,12 +833,28 @@ class TestStateDict:
         with pytest.raises(ValueError, match="2.*3"):
             Adam(float32_params((3,), (3,), (3,))).load_state_dict(state)
 
-    def test_load_rejects_a_different_shape(self):
-        """Loading buffers of shape (3,) into an optimizer whose parameter has shape (4,) raises ValueError."""
-        optimizer = Adam(float32_params((3,)))
+    def test_load_rejects_a_different_shape_and_changes_nothing(self):
+        """A state whose SECOND buffer has another shape ((5,) for a (4,) parameter) is refused, and nothing changes."""
+        optimizer = stepped_adam((3,), (4,), seed=8)
+        before = optimizer.state_dict()
+        other = stepped_adam((3,), (5,), steps=3, seed=9).state_dict()
+        other["lr"] = np.array(0.5)
+        with pytest.raises(ValueError, match=r"\(5,\)"):
+            optimizer.load_state_dict(other)
+        assert_same_state(optimizer, before, "after refusing a state with a (5,) buffer for a (4,) parameter")
+        assert optimizer.lr == 0.01, f"after refusing a state, lr is {optimizer.lr}; it should still be 0.01"
+
+    def test_load_rejects_a_state_missing_a_hyperparameter(self):
+        """A state without 'weight_decay' (not the first hyper-parameter) is a ValueError naming it; nothing changes."""
+        params = float32_params((3,))
+        optimizer = SGD(params, lr=0.1, momentum=0.9)
         optimizer.step()
-        with pytest.raises(ValueError, match=r"\(3,\)"):
-            Adam(float32_params((4,))).load_state_dict(optimizer.state_dict())
+        before = optimizer.state_dict()
+        other = SGD(float32_params((3,), seed=3), lr=0.5, momentum=0.5).state_dict()
+        del other["weight_decay"]
+        with pytest.raises(ValueError, match="weight_decay"):
+            optimizer.load_state_dict(other)
+        assert_same_state(optimizer, before, "after refusing a state without 'weight_decay'")
 
     def test_load_rejects_another_optimizer_state(self):
         """Loading an SGD state into Adam raises ValueError naming SGD."""

@@ -8,7 +8,8 @@ Three losses, each a function (`cross_entropy(logits, targets)`) and a small obj
   logsumexp so that logits of 1e4 neither overflow nor produce log(0). Its gradient
   is softmax(logits) - one_hot(targets), and no one-hot matrix is ever built.
 - `binary_cross_entropy_with_logits`: sigmoid and log fused into one op, in the form
-  max(x, 0) - x*y + log(1 + exp(-|x|)) that never overflows.
+  max(x, 0) - x*y + log(1 + exp(-|x|)) that never overflows. Soft targets that
+  require grad get their gradient, -x, as well.
 
 Each takes `reduction`: "mean" (the default) averages the per-sample losses, "sum"
 adds them, "none" returns them one per sample. The two fused ops are registered with
@@ -146,27 +147,33 @@ def cross_entropy_backward(out, grad):
 
 
 def binary_cross_entropy_with_logits(logits, targets, reduction: str = "mean") -> Tensor:
-    """-(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))) elementwise, for logits x and targets y in [0, 1]."""
+    """-(y log sigmoid(x) + (1 - y) log(1 - sigmoid(x))) elementwise, for logits x and targets y in [0, 1].
+
+    Soft targets may be a Tensor that requires grad (a teacher's predictions, say): the
+    targets are the op's second parent, and backward gives them their gradient too.
+    """
     logits = as_tensor(logits)
-    targets = binary_targets(targets, logits)  # the logits' shape and dtype
+    targets = as_tensor(targets, dtype=logits.dtype)  # the op's second parent
+    y = binary_targets(targets, logits)  # the targets' values: the logits' shape and dtype
     # BEGIN SOLUTION bce_with_logits: compute `losses` = max(x, 0) - x*y + log(1 + exp(-|x|)) elementwise (np.log1p), which never overflows
     x = logits.data
-    losses = np.maximum(x, 0) - x * targets + np.log1p(np.exp(-np.abs(x)))
+    losses = np.maximum(x, 0) - x * y + np.log1p(np.exp(-np.abs(x)))
     # END SOLUTION
-    return Tensor.from_op(reduce_loss(losses, reduction), "binary_cross_entropy_with_logits", (logits,),
-                          targets=targets, reduction=reduction)
+    return Tensor.from_op(reduce_loss(losses, reduction), "binary_cross_entropy_with_logits", (logits, targets),
+                          y=y, reduction=reduction)
 
 
 @backward_rule("binary_cross_entropy_with_logits")
 def binary_cross_entropy_with_logits_backward(out, grad):
-    (logits,) = out.parents
-    targets, reduction = out.saved["targets"], out.saved["reduction"]
-    # BEGIN SOLUTION bce_with_logits: return (sigmoid(x) - y) times the upstream gradient (divided by the element count for "mean"); compute sigmoid without overflow
+    logits, targets = out.parents
+    y, reduction = out.saved["y"], out.saved["reduction"]
+    # BEGIN SOLUTION bce_with_logits: return two gradients, (sigmoid(x) - y) * scale for the logits and -x * scale for the targets (None unless they require grad), where scale is the upstream gradient, divided by the element count for "mean"
     x = logits.data
+    scale = grad / x.size if reduction == "mean" else grad  # () or, for "none", the logits' shape
     e = np.exp(-np.abs(x))  # in (0, 1]
     sigmoid = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-    scale = grad / x.size if reduction == "mean" else grad
-    return ((sigmoid - targets) * scale,)
+    grad_targets = -x * scale if targets.requires_grad else None  # d loss/d y = -x
+    return (sigmoid - y) * scale, grad_targets
     # END SOLUTION
 
 

@@ -91,17 +91,23 @@ class Optimizer:
         # END SOLUTION
 
     def load_state_dict(self, state) -> None:
-        """Restore exactly what `state_dict` saved (a dict, or what `np.load` returns)."""
-        # BEGIN SOLUTION state_dict: check optimizer and param_count, restore hyper-parameters, rebuild self.state with copies (ints for integer counters); ValueError on a shape mismatch
+        """Restore exactly what `state_dict` saved (a dict, or what `np.load` returns).
+
+        A state that does not fit is refused with a ValueError, and then nothing has changed.
+        """
+        # BEGIN SOLUTION state_dict: check everything first (optimizer, param_count, every hyper-parameter present, buffer shapes; ValueError), then restore the hyper-parameters and replace self.state with copies (ints for integer counters)
         state = dict(state)
         name = type(self).__name__
         saved_by = str(state.get("optimizer", "something that is not an optimizer"))
         if saved_by != name:
             raise ValueError(f"{name}.load_state_dict: this state was saved by {saved_by}, not {name}")
+        missing = [key for key in ("param_count", *self.hyperparameters) if key not in state]
+        if missing:
+            raise ValueError(f"{name}.load_state_dict: the state has no {', '.join(map(repr, missing))}")
         if int(state["param_count"]) != len(self.params):
             raise ValueError(f"{name}.load_state_dict: the state holds {int(state['param_count'])} parameters; "
                              f"this optimizer has {len(self.params)}")
-        buffers = [{} for _ in self.params]
+        buffers = [{} for _ in self.params]  # built aside: self.state changes only once all is checked
         for key, value in state.items():
             entry, _, index = key.rpartition(".")
             if not index.isdigit():
@@ -114,7 +120,7 @@ class Optimizer:
                                  f"but parameter {index} has shape {p.shape}")
             else:
                 buffers[int(index)][entry] = np.array(value, dtype=p.dtype)  # a private copy
-        for hyperparameter in self.hyperparameters:
+        for hyperparameter in self.hyperparameters:  # Python numbers again: a float, a bool, a tuple
             value = state[hyperparameter]
             setattr(self, hyperparameter, value.item() if value.ndim == 0 else tuple(value.tolist()))
         self.state = buffers
