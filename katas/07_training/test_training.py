@@ -340,12 +340,13 @@ class TestEvaluate:
         evaluate(model, CrossEntropyLoss(), make_batches(x, y, 4))
         modes = {name or "model": m.training for name, m in model.named_modules()}
         assert all(modes.values()), f"after evaluate, training mode of each module: {modes}; all should be True again"
+        assert is_grad_enabled(), "after evaluate gradient recording is still off: run the batches inside `with no_grad():`"
         model.eval()
         evaluate(model, CrossEntropyLoss(), make_batches(x, y, 4))
         assert not model.training, "a model that was in eval mode before evaluate should still be in eval mode"
 
     def test_evaluate_restores_the_mode_on_error(self):
-        """If the loss raises during evaluate, the model is back in train mode and gradients are recorded again."""
+        """If the loss raises during evaluate, the model is back in the mode it was in, and gradients are recorded again."""
         x, y = toy_classification(28, n=8)
         model = small_mlp(29)
 
@@ -356,6 +357,10 @@ class TestEvaluate:
             evaluate(model, broken_loss, make_batches(x, y, 4))
         assert model.training, "after an error inside evaluate the model is still in eval mode; restore it in a finally block"
         assert is_grad_enabled(), "after an error inside evaluate gradient recording is still off; use `with no_grad():`"
+        model.eval()
+        with pytest.raises(LossBroke):
+            evaluate(model, broken_loss, make_batches(x, y, 4))
+        assert not model.training, "a model in eval mode before a failed evaluate should still be in eval mode after it"
 
 
 # ---------------------------------------------------------------------------------------
@@ -769,6 +774,19 @@ def run_fit(epochs: int, optimizer_kind: str = "sgd", seed: int = 50, rng_seed: 
     return model, history
 
 
+_UNINTERRUPTED = {}
+
+
+def uninterrupted(epochs: int, optimizer_kind: str = "sgd", **options):
+    """(weights, history) of run_fit(epochs, optimizer_kind, **options) never interrupted; computed once per suite."""
+    key = (epochs, optimizer_kind, tuple(sorted(options.items())))
+    if key not in _UNINTERRUPTED:
+        model, history = run_fit(epochs, optimizer_kind, **options)
+        _UNINTERRUPTED[key] = (weights(model), history)
+    saved, history = _UNINTERRUPTED[key]
+    return {name: value.copy() for name, value in saved.items()}, {key: list(values) for key, values in history.items()}
+
+
 def assert_same_history(got: dict, expected: dict, what: str) -> None:
     assert got.keys() == expected.keys(), f"{what}: history keys {sorted(got)} vs {sorted(expected)}"
     for key in expected:
@@ -853,7 +871,7 @@ class TestResume:
         Hint: the checkpoint of the last finished epoch is all that survives a crash; save one after
         EVERY epoch, and count epochs and steps only once they are complete.
         """
-        straight_model, straight = run_fit(5)
+        straight_weights, straight = uninterrupted(5)
         path = tmp_path / "run.ckpt"
 
         def crashing_schedule(step):
@@ -877,46 +895,46 @@ class TestResume:
         seeds = {"seed": 98, "rng_seed": 99} if finished else {}
         resumed_model, resumed = run_fit(5, checkpoint_path=path, resume=True, **seeds)
         assert_same_history(resumed, straight, f"resumed after a crash at step {crash_step} vs uninterrupted")
-        assert_same_weights(weights(resumed_model), weights(straight_model), f"resumed after a crash at step {crash_step}")
+        assert_same_weights(weights(resumed_model), straight_weights, f"resumed after a crash at step {crash_step}")
 
     def test_resume_is_bit_identical_with_sgd(self, tmp_path):
         """2 epochs, then a resumed run to 5 (new model, optimizer and rng), equals 5 uninterrupted epochs exactly."""
-        straight_model, straight = run_fit(5)
+        straight_weights, straight = uninterrupted(5)
         path = tmp_path / "run.ckpt"
         run_fit(2, checkpoint_path=path)
         resumed_model, resumed = run_fit(5, seed=98, rng_seed=99, checkpoint_path=path, resume=True)
         assert_same_history(resumed, straight, "resumed vs uninterrupted (SGD with momentum, step schedule)")
-        assert_same_weights(weights(resumed_model), weights(straight_model), "resumed vs uninterrupted (SGD)",
+        assert_same_weights(weights(resumed_model), straight_weights, "resumed vs uninterrupted (SGD)",
                             "restore the optimizer's state (momentum), the global step and the rng's state")
 
     def test_resume_is_bit_identical_with_adam_and_clipping(self, tmp_path):
         """Adam, warm-up cosine and clipping: 3 epochs plus a resumed 3 equal 6 uninterrupted epochs exactly."""
-        straight_model, straight = run_fit(6, "adam", max_grad_norm=0.5)
+        straight_weights, straight = uninterrupted(6, "adam", max_grad_norm=0.5)
         path = tmp_path / "run.ckpt"
         run_fit(3, "adam", max_grad_norm=0.5, checkpoint_path=path)
         resumed_model, resumed = run_fit(6, "adam", seed=98, rng_seed=99, max_grad_norm=0.5, checkpoint_path=path, resume=True)
         assert_same_history(resumed, straight, "resumed vs uninterrupted (Adam, warm-up cosine, clipping)")
-        assert_same_weights(weights(resumed_model), weights(straight_model), "resumed vs uninterrupted (Adam)",
+        assert_same_weights(weights(resumed_model), straight_weights, "resumed vs uninterrupted (Adam)",
                             "restore Adam's moments and step count, the global step and the rng's state")
 
     def test_resume_without_a_file_starts_fresh_and_a_finished_run_stays_finished(self, tmp_path):
         """resume=True with no checkpoint trains from scratch; resuming a finished run trains no further."""
-        straight_model, straight = run_fit(3)
+        straight_weights, straight = uninterrupted(3)
         path = tmp_path / "run.ckpt"
         model, history = run_fit(3, checkpoint_path=path, resume=True)
         assert_same_history(history, straight, "resume=True without a checkpoint file vs a plain run")
         again_model, again = run_fit(3, seed=97, checkpoint_path=path, resume=True)
         assert_same_history(again, straight, "resuming a run that already finished its 3 epochs")
-        assert_same_weights(weights(again_model), weights(straight_model), "resuming a finished run must not train more")
+        assert_same_weights(weights(again_model), straight_weights, "resuming a finished run must not train more")
 
     def test_resume_false_ignores_a_stale_checkpoint(self, tmp_path):
         """With resume=False an old checkpoint at the path is ignored (and then overwritten): a fresh run from epoch 0."""
-        straight_model, straight = run_fit(3)
+        straight_weights, straight = uninterrupted(3)
         path = tmp_path / "run.ckpt"
         run_fit(2, seed=97, rng_seed=96, checkpoint_path=path)
         model, history = run_fit(3, checkpoint_path=path)
         assert_same_history(history, straight, "resume=False with an old checkpoint at the path vs a plain run")
-        assert_same_weights(weights(model), weights(straight_model), "resume=False must not load the old checkpoint")
+        assert_same_weights(weights(model), straight_weights, "resume=False must not load the old checkpoint")
         with np.load(path, allow_pickle=False) as file:
             assert int(file["epoch"]) == 3, f"the new run should overwrite the old checkpoint: epoch {int(file['epoch'])}, expected 3"
 
