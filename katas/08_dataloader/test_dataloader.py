@@ -492,9 +492,13 @@ class TestTransforms:
                      "normalize of (16, 3, 4, 3) images, mean and std lined up with axis 1")
 
     def test_normalize_per_feature(self):
-        """For (N, F) data, a mean and std of shape (F,) apply per feature."""
+        """For (N, F) data a mean and std of shape (F,) apply per feature; for (N, C, L) signals, per channel (axis 1)."""
         x = np.array([[1, 10], [3, 30]], dtype=np.float32)
         assert_close(normalize(x, np.array([2, 20]), np.array([1, 10])), [[-1, -1], [1, 1]], "normalize per feature")
+        signals = np.arange(2 * 2 * 3, dtype=np.float32).reshape(2, 2, 3)  # (N, C, L)
+        got = normalize(signals, np.array([1.0, 2.0]), np.array([2.0, 4.0]))
+        expected = (signals - np.array([1.0, 2.0]).reshape(1, 2, 1)) / np.array([2.0, 4.0]).reshape(1, 2, 1)
+        assert_close(got, expected, "normalize of (2, 2, 3) signals with a (2,) mean and std: per channel, axis 1")
 
     def test_normalize_dtypes(self):
         """Integer images (uint8) become float32; float64 data stays float64, computed in float64."""
