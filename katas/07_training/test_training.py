@@ -139,7 +139,8 @@ class TestLoop:
             rows = np.concatenate([bx[:, 0] for bx, _ in batches])
             assert np.array_equal(rows, order), "x and y must be shuffled with the same permutation"
 
-    @pytest.mark.parametrize("rows,batch_size,sizes", [(5, 8, [5]), (5, 5, [5]), (3, 1, [1, 1, 1]), (6, 3, [3, 3])])
+    @pytest.mark.parametrize("rows,batch_size,sizes", [(5, 8, [5]), (5, 5, [5]), (3, 1, [1, 1, 1]), (6, 3, [3, 3])],
+                             ids=["batch>rows", "batch=rows", "batch=1", "exact-multiple"])
     def test_make_batches_edge_sizes(self, rows, batch_size, sizes):
         """A batch_size larger than the data gives one batch; batch_size 1 gives one row per batch; no empty batch."""
         x, y = np.arange(2 * rows, dtype=np.float32).reshape(rows, 2), np.arange(rows)
