@@ -584,6 +584,111 @@ def optimizer_checks(torch, rng) -> bool:
             print(f"  BAD {name}: some step on the way differed by {worst:.1e}")
             ok = False
     return ok
+def training_and_data_edges(torch) -> tuple[bool, list[str]]:
+    """Katas 07-08 at their edges, in float64: clipping, schedules, accuracy ties, loader lengths.
+
+    Returns (all agree, the deliberate differences seen). A deliberate difference is printed as
+    `by design` and does not fail the comparison; the lessons of katas 07 and 08 explain each.
+    """
+    import math
+
+    from tinytorch.dataloader import DataLoader as OurLoader
+    from tinytorch.dataloader import TensorDataset as OurDataset
+    from tinytorch.layers import Parameter
+    from tinytorch.training import accuracy, clip_grad_norm, step_lr, warmup_cosine_lr
+
+    ok, by_design = True, []
+
+    def clip_both(grads, max_norm, dtype=np.float64):
+        ours, theirs = [], []
+        for g in grads:
+            p = Parameter(np.zeros(1), dtype=dtype)
+            p.grad = None if g is None else np.array(g, dtype=dtype)
+            ours.append(p)
+            t = torch.zeros(np.shape(g) if g is not None else 1, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype,
+                            requires_grad=True)
+            t.grad = None if g is None else torch.from_numpy(np.array(g, dtype=dtype))
+            theirs.append(t)
+        with np.errstate(all="ignore"):
+            norm = clip_grad_norm(ours, max_norm)
+        t_norm = float(torch.nn.utils.clip_grad_norm_(theirs, max_norm))
+        got = np.concatenate([p.grad.ravel() for p in ours if p.grad is not None] or [np.zeros(0)])
+        expected = np.concatenate([t.grad.numpy().ravel() for t in theirs if t.grad is not None] or [np.zeros(0)])
+        return norm, t_norm, got, expected
+
+    rng = np.random.default_rng(7)
+    big = [rng.standard_normal((3, 4)), None, rng.standard_normal(5)]
+    total = math.sqrt(sum(float(np.sum(g ** 2)) for g in big if g is not None))
+    for name, grads, max_norm in (("above the limit (None grads skipped)", big, total / 3),
+                                  ("below the limit", big, total * 2),
+                                  ("no gradients at all", [None, None], 1.0)):
+        norm, t_norm, got, expected = clip_both(grads, max_norm)
+        ok &= close(f"clip_grad_norm {name}: norm", norm, t_norm, 1e-12)
+        if got.size:
+            ok &= close(f"clip_grad_norm {name}: gradients", got, expected, 1e-6)  # torch's epsilon: 1e-6 / norm
+
+    def design(name: str, ours, theirs, why: str) -> None:
+        print(f"  by design {name:<38} ours {ours}, PyTorch {theirs}: {why}")
+        by_design.append(name)
+
+    norm, t_norm, got, expected = clip_both([[3.0, 4.0]], 5.0)
+    design("clip_grad_norm at exactly max_norm", got.tolist(), expected.tolist(),
+           "no epsilon, so a norm at the limit is left alone")
+    norm, t_norm, got, expected = clip_both([[3e-6, 4e-6]], 2.5e-6)
+    design("clip_grad_norm of tiny gradients", got.tolist(), expected.tolist(),
+           "PyTorch's factor max_norm / (norm + 1e-6) scales by 0.42 here, not 0.5")
+    norm, t_norm, got, expected = clip_both([np.full(4, 1e20)], 1.0, dtype=np.float32)
+    design("clip_grad_norm of float32 grads of 1e20", f"norm {norm:.1e}, grads {got[0]:.2f}",
+           f"norm {t_norm}, grads {expected[0]:.2f}", "squares summed in float64, no overflow")
+    norm, t_norm, got, expected = clip_both([[np.nan, 1.0], [3.0, 4.0]], 1.0)
+    design("clip_grad_norm with a NaN gradient", f"norm {norm}, grads {got.tolist()}",
+           f"norm {t_norm}, grads {expected.tolist()}", "the NaN norm is returned, the gradients are left alone")
+
+    def torch_lrs(make_scheduler, steps: int, base_lr: float) -> list:
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+        scheduler = make_scheduler(optimizer)
+        lrs = []
+        for _ in range(steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return lrs
+
+    lr = torch.optim.lr_scheduler
+    ok &= close("step_lr vs StepLR, 40 steps", [step_lr(s, 0.1, 7, 0.5) for s in range(40)],
+                torch_lrs(lambda o: lr.StepLR(o, step_size=7, gamma=0.5), 40, 0.1), 1e-12)
+    for warmup, total, min_lr in ((4, 30, 0.0), (5, 23, 0.01), (1, 10, 0.001)):
+        ours = [warmup_cosine_lr(s, 0.1, warmup, total, min_lr) for s in range(total + 1)]
+        theirs = torch_lrs(lambda o: lr.SequentialLR(o, [
+            lr.LinearLR(o, start_factor=1 / warmup, end_factor=1.0, total_iters=max(warmup - 1, 1)),
+            lr.CosineAnnealingLR(o, T_max=total - warmup, eta_min=min_lr)], milestones=[warmup]), total + 1, 0.1)
+        ok &= close(f"warmup_cosine_lr({warmup}, {total}, {min_lr}) vs LinearLR + cosine", ours, theirs, 1e-12)
+    ours = [warmup_cosine_lr(s, 0.1, 0, 10, 0.0) for s in range(11)]
+    ok &= close("warmup_cosine_lr without warm-up vs CosineAnnealingLR", ours,
+                torch_lrs(lambda o: lr.CosineAnnealingLR(o, T_max=10), 11, 0.1), 1e-12)
+    theirs = torch_lrs(lambda o: lr.CosineAnnealingLR(o, T_max=10), 16, 0.1)
+    design("warmup_cosine_lr after total_steps", f"{warmup_cosine_lr(15, 0.1, 0, 10):.4f} at step 15",
+           f"{theirs[15]:.4f}", "min_lr from total_steps on; PyTorch's cosine turns back up")
+
+    ties = np.random.default_rng(8).integers(0, 3, size=(200, 4)).astype(np.float64)  # many tied maxima
+    targets = np.random.default_rng(9).integers(0, 4, size=200)
+    theirs = float((torch.from_numpy(ties).argmax(dim=1) == torch.from_numpy(targets)).double().mean())
+    ok &= close("accuracy with tied logits vs argmax", accuracy(ties, targets), theirs, 0.0)
+
+    ours, theirs = [], []
+    for n, batch_size, drop_last in ((10, 4, False), (10, 4, True), (8, 4, False), (5, 8, True), (7, 1, False), (0, 3, False)):
+        ours.append(len(OurLoader(OurDataset(np.arange(n)), batch_size=batch_size, drop_last=drop_last)))
+        theirs.append(len(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(n)),
+                                                      batch_size=batch_size, drop_last=drop_last)))
+    ok &= close("DataLoader lengths, 6 cases", ours, theirs, 0.0)
+    try:
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(0)), shuffle=True)
+        theirs = "no batches"
+    except ValueError:
+        theirs = "ValueError"
+    design("a shuffled loader over 0 items", f"{len(list(OurLoader(OurDataset(np.arange(0)), shuffle=True)))} batches",
+           theirs, "an empty epoch, not an error")
+    return ok, by_design
 
 
 def main(argv=None) -> int:
@@ -613,6 +718,9 @@ def main(argv=None) -> int:
     print("\nlosses and optimizers in float64, every option:")
     ok &= loss_checks(torch, np.random.default_rng(1))
     ok &= optimizer_checks(torch, np.random.default_rng(2))
+    print("\nvalues at the edges, katas 07-08 (float64):")
+    edges_ok, _ = training_and_data_edges(torch)
+    ok &= edges_ok
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:

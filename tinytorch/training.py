@@ -33,13 +33,13 @@ from tinytorch.tensor import Tensor
 
 
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list:
-    """Split (x, y) into (inputs, targets) pairs of `batch_size` rows; the last may be smaller.
+    """Split (x, y) into a list of (inputs, targets) pairs of `batch_size` rows; the last may be smaller.
 
     Without `rng` the rows keep their order. With `rng`, they are visited in the order
     `rng.permutation(len(x))`: one draw per epoch, so the generator's state says
-    exactly which shuffle comes next.
+    exactly which shuffle comes next. x and y themselves are never changed.
     """
-    raise NotImplementedError("07_training · loop: check len(x) == len(y) (ValueError), shuffle both with rng.permutation when rng is given, then slice into batches")
+    raise NotImplementedError("07_training · loop: check batch_size >= 1 and len(x) == len(y) (ValueError), shuffle both with rng.permutation when rng is given, then slice into batches")
 
 
 def train_step(model, loss_fn, optimizer, x: np.ndarray, y, max_grad_norm: float | None = None) -> float:
@@ -69,9 +69,10 @@ def train_epoch(model, loss_fn, optimizer, batches, schedule=None, first_step: i
 def accuracy(logits, targets) -> float:
     """The fraction of rows whose largest logit sits at the target class index.
 
-    `logits` is (N, classes), a Tensor or an array; `targets` holds N class indices.
+    `logits` is (N, classes) with at least two classes, a Tensor or an array; `targets`
+    holds N class indices. A tie goes to the first largest logit, as np.argmax decides.
     """
-    raise NotImplementedError("07_training · evaluate: unwrap Tensors, check shapes (ValueError naming both), compare argmax along the last axis with the targets")
+    raise NotImplementedError("07_training · evaluate: unwrap Tensors, check shapes (ValueError naming both; one column is not enough), compare argmax along the last axis with the targets")
 
 
 def evaluate(model, loss_fn, batches, metrics: dict | None = None) -> dict:

@@ -93,6 +93,10 @@ class LossBroke(Exception):
     pass
 
 
+class DiskFull(Exception):
+    pass
+
+
 def grad_param(grad) -> Parameter:
     p = Parameter(np.zeros(np.shape(grad)))
     p.grad = np.array(grad, dtype=np.float32)
@@ -103,13 +107,23 @@ def grad_param(grad) -> Parameter:
 @pytest.mark.checkpoint("loop")
 class TestLoop:
     def test_make_batches_in_order(self):
-        """make_batches(x, y, 4) on 10 rows gives batches of 4, 4 and 2 rows in order, x and y aligned."""
+        """make_batches(x, y, 4) on 10 rows gives a list of batches of 4, 4 and 2 rows in order, x and y aligned."""
         x, y = np.arange(20, dtype=np.float32).reshape(10, 2), np.arange(10)
         batches = make_batches(x, y, 4)
+        assert isinstance(batches, list), (
+            f"make_batches should return a list (fit counts its batches with len()), got {type(batches).__name__}")
         sizes = [len(bx) for bx, _ in batches]
         assert sizes == [4, 4, 2], f"batch sizes for 10 rows, batch_size 4: expected [4, 4, 2], got {sizes}"
         assert np.array_equal(np.concatenate([by for _, by in batches]), y), "without rng the rows must keep their order"
         assert np.array_equal(np.concatenate([bx for bx, _ in batches]), x), "the inputs must keep their order too"
+
+    def test_make_batches_leaves_its_inputs_alone(self):
+        """Shuffled make_batches returns new batches and never reorders x or y themselves."""
+        x, y = np.arange(20, dtype=np.float32).reshape(10, 2), np.arange(10)
+        make_batches(x, y, 4, np.random.default_rng(2))
+        assert np.array_equal(y, np.arange(10)) and np.array_equal(x, np.arange(20).reshape(10, 2)), (
+            f"after make_batches(x, y, 4, rng) the caller's y is {y.tolist()}, expected 0..9 in order: "
+            "shuffle a copy (x[order], y[order]), never the caller's arrays in place")
 
     def test_make_batches_shuffles_with_the_rng(self):
         """With rng, rows come in the order rng.permutation(10), x and y alike; the next call draws the next permutation."""
@@ -124,6 +138,28 @@ class TestLoop:
                 f"got {order.tolist()} (draw exactly one rng.permutation(len(x)) per call)")
             rows = np.concatenate([bx[:, 0] for bx, _ in batches])
             assert np.array_equal(rows, order), "x and y must be shuffled with the same permutation"
+
+    @pytest.mark.parametrize("rows,batch_size,sizes", [(5, 8, [5]), (5, 5, [5]), (3, 1, [1, 1, 1]), (6, 3, [3, 3])],
+                             ids=["batch>rows", "batch=rows", "batch=1", "exact-multiple"])
+    def test_make_batches_edge_sizes(self, rows, batch_size, sizes):
+        """A batch_size larger than the data gives one batch; batch_size 1 gives one row per batch; no empty batch."""
+        x, y = np.arange(2 * rows, dtype=np.float32).reshape(rows, 2), np.arange(rows)
+        for rng in (None, np.random.default_rng(4)):
+            batches = make_batches(x, y, batch_size, rng)
+            got = [(len(bx), len(by)) for bx, by in batches]
+            assert got == [(size, size) for size in sizes], (
+                f"make_batches on {rows} rows, batch_size {batch_size}, rng={rng}: expected (rows, targets) per batch "
+                f"{[(size, size) for size in sizes]}, got {got}")
+            assert sorted(np.concatenate([by for _, by in batches]).tolist()) == list(range(rows)), (
+                f"make_batches on {rows} rows, batch_size {batch_size}: every row once")
+
+    def test_make_batches_rejects_a_batch_size_below_one(self):
+        """make_batches with batch_size 0 or -2 raises ValueError naming batch_size (a negative step yields nothing)."""
+        x, y = np.zeros((5, 2), dtype=np.float32), np.zeros(5)
+        for bad in (0, -2):
+            with pytest.raises(ValueError) as error:
+                make_batches(x, y, bad)
+            assert "batch_size" in str(error.value), f"make_batches(x, y, {bad}): name batch_size; got: {error.value}"
 
     def test_make_batches_rejects_mismatched_lengths(self):
         """make_batches with 5 inputs and 4 targets raises ValueError naming both counts."""
@@ -146,6 +182,23 @@ class TestLoop:
         grad_out = 2 * error / error.size  # d mean(error^2) / d prediction
         assert_close(model.weight, w - 0.1 * x.T @ grad_out, "weight after one step of SGD(lr=0.1)")
         assert_close(model.bias, b - 0.1 * grad_out.sum(axis=0), "bias after one step of SGD(lr=0.1)")
+
+    def test_train_step_forgets_stale_gradients(self):
+        """Gradients left on the parameters before train_step do not reach the update: zero_grad comes first.
+
+        Hint: backward() adds into .grad. Call optimizer.zero_grad() BEFORE the forward pass, so that
+        whatever was left there (by an earlier step or anything else) cannot leak into this one.
+        """
+        rng = np.random.default_rng(9)
+        x = rng.standard_normal((4, 3)).astype(np.float32)
+        target = rng.standard_normal((4, 2)).astype(np.float32)
+        model, twin = Linear(3, 2, rng=np.random.default_rng(8)), Linear(3, 2, rng=np.random.default_rng(8))
+        for p in model.parameters():
+            p.grad = np.full_like(p.data, 50.0)  # stale gradients from somewhere else
+        train_step(model, MSELoss(), SGD(model.parameters(), lr=0.1), x, target)
+        train_step(twin, MSELoss(), SGD(twin.parameters(), lr=0.1), x, target)
+        assert_same_weights(weights(model), weights(twin), "a step that started with stale gradients of 50 vs a clean step",
+                            "zero the gradients before the forward pass, not after the step")
 
     def test_train_epoch_matches_a_hand_written_loop(self):
         """train_epoch gives bit-identical weights to zero_grad/forward/backward/step written out (no leftover gradients)."""
@@ -204,12 +257,28 @@ class TestEvaluate:
             assert isinstance(got, float), f"accuracy should return a Python float, got {type(got).__name__}"
             assert got == 0.75, f"accuracy: rows 0, 1, 2 are right and row 3 is wrong: expected 0.75, got {got}"
 
-    def test_accuracy_rejects_mismatched_shapes(self):
-        """accuracy of logits (4, 3) with 5 targets raises ValueError naming both shapes."""
+    def test_accuracy_ties_go_to_the_first_largest_logit(self):
+        """A row whose largest logit is shared counts as the first of them, as argmax decides: [1, 1, 0] predicts 0."""
+        logits = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 2.0, 2.0], [0.0, 2.0, 2.0]], dtype=np.float32)
+        got = accuracy(logits, np.array([0, 1, 1, 2]))
+        assert got == 0.5, (
+            f"accuracy with tied logits: rows predict 0, 0, 1, 1 (the first largest), targets 0, 1, 1, 2: "
+            f"expected 0.5, got {got} (compare logits.argmax(axis=1) with the targets; a tie is not a hit for both)")
+
+    @pytest.mark.parametrize("logits_shape,targets_shape,named", [
+        ((4, 3), (5,), "(5,)"), ((4, 3), (4, 1), "(4,1)"), ((4,), (4,), "(4,)"), ((4, 1), (4,), "(4,1)")])
+    def test_accuracy_rejects_shapes_it_cannot_score(self, logits_shape, targets_shape, named):
+        """accuracy refuses mismatched counts, (N, 1) targets, 1-D logits and a single column, naming the shapes.
+
+        Hint: (N,) predictions compared with (N, 1) targets broadcast to an (N, N) table and give a
+        wrong mean without any error; and argmax over one column is always 0. Check the shapes first.
+        """
+        logits, targets = np.zeros(logits_shape, dtype=np.float32), np.zeros(targets_shape, dtype=np.int64)
         with pytest.raises(ValueError) as error:
-            accuracy(np.zeros((4, 3), dtype=np.float32), np.zeros(5, dtype=np.int64))
-        message = str(error.value).replace(" ", "")
-        assert "(4,3)" in message and "(5,)" in message, f"name both shapes; got: {error.value}"
+            accuracy(logits, targets)
+        assert named in str(error.value).replace(" ", ""), (
+            f"accuracy(logits {logits_shape}, targets {targets_shape}): the ValueError should name the shape {named}; "
+            f"got: {error.value}")
 
     def test_evaluate_returns_means_per_sample(self):
         """evaluate over batches of 5 and 3 rows equals loss and accuracy over all 8 rows at once."""
@@ -224,6 +293,23 @@ class TestEvaluate:
             "(weight each batch's mean by its number of rows)")
         assert math.isclose(results["accuracy"], accuracy(logits, y), rel_tol=1e-9), (
             f"accuracy: expected {accuracy(logits, y)} over all 8 samples, got {results['accuracy']}")
+
+    def test_evaluate_weights_every_metric_by_batch_size(self):
+        """Each metric is a per-sample mean over all batches; without metrics the result holds only "loss"."""
+        x, y = toy_classification(20, n=8)
+        model = small_mlp(21)
+        metrics = {"size": lambda outputs, targets: float(len(targets)),
+                   "first": lambda outputs, targets: float(np.asarray(getattr(targets, "data", targets))[0])}
+        results = evaluate(model, CrossEntropyLoss(), make_batches(x, y, 5), metrics)
+        expected = {"size": (5 * 5 + 3 * 3) / 8, "first": (5 * y[0] + 3 * y[5]) / 8}
+        assert set(results) == {"loss", "size", "first"}, f"keys: expected loss, size and first, got {sorted(results)}"
+        for name, value in expected.items():
+            assert isinstance(results[name], float) and math.isclose(results[name], value, rel_tol=1e-12), (
+                f"metric {name!r} over batches of 5 and 3 rows: expected (5 * m1 + 3 * m2) / 8 = {value}, "
+                f"got {results[name]!r}")
+        alone = evaluate(model, CrossEntropyLoss(), make_batches(x, y, 5))
+        assert set(alone) == {"loss"} and isinstance(alone["loss"], float), (
+            f"evaluate without metrics: expected {{'loss': <float>}}, got {alone}")
 
     def test_evaluate_uses_eval_mode_and_no_grad(self):
         """During evaluate, every forward runs with model.training False and gradient recording off."""
@@ -255,12 +341,13 @@ class TestEvaluate:
         evaluate(model, CrossEntropyLoss(), make_batches(x, y, 4))
         modes = {name or "model": m.training for name, m in model.named_modules()}
         assert all(modes.values()), f"after evaluate, training mode of each module: {modes}; all should be True again"
+        assert is_grad_enabled(), "after evaluate gradient recording is still off: run the batches inside `with no_grad():`"
         model.eval()
         evaluate(model, CrossEntropyLoss(), make_batches(x, y, 4))
         assert not model.training, "a model that was in eval mode before evaluate should still be in eval mode"
 
     def test_evaluate_restores_the_mode_on_error(self):
-        """If the loss raises during evaluate, the model is back in train mode and gradients are recorded again."""
+        """If the loss raises during evaluate, the model is back in the mode it was in, and gradients are recorded again."""
         x, y = toy_classification(28, n=8)
         model = small_mlp(29)
 
@@ -271,6 +358,10 @@ class TestEvaluate:
             evaluate(model, broken_loss, make_batches(x, y, 4))
         assert model.training, "after an error inside evaluate the model is still in eval mode; restore it in a finally block"
         assert is_grad_enabled(), "after an error inside evaluate gradient recording is still off; use `with no_grad():`"
+        model.eval()
+        with pytest.raises(LossBroke):
+            evaluate(model, broken_loss, make_batches(x, y, 4))
+        assert not model.training, "a model in eval mode before a failed evaluate should still be in eval mode after it"
 
 
 # ---------------------------------------------------------------------------------------
@@ -282,6 +373,15 @@ class TestSchedules:
         got = {step: step_lr(step, 0.1, 3, 0.5) for step in expected}
         bad = {s: got[s] for s in expected if not math.isclose(got[s], expected[s], rel_tol=1e-12)}
         assert not bad, f"step_lr(step, base_lr=0.1, step_size=3, gamma=0.5): expected {expected}, got {got}"
+        assert all(isinstance(value, float) for value in got.values()), (
+            f"step_lr should return Python floats, got {sorted({type(v).__name__ for v in got.values()})}")
+
+    def test_step_lr_default_gamma_is_a_tenth(self):
+        """Without gamma, step_lr(step, 2.0, step_size=4) is 2.0 for steps 0-3, 0.2 for 4-7 and 0.02 at 8."""
+        expected = {0: 2.0, 3: 2.0, 4: 0.2, 7: 0.2, 8: 0.02}
+        got = {step: step_lr(step, 2.0, 4) for step in expected}
+        assert all(math.isclose(got[s], expected[s], rel_tol=1e-12) for s in expected), (
+            f"step_lr(step, base_lr=2.0, step_size=4) with the default gamma 0.1: expected {expected}, got {got}")
 
     def test_warmup_is_linear_from_the_first_step(self):
         """warmup_cosine_lr with 4 warm-up steps gives 0.025, 0.05, 0.075, 0.1 at steps 0-3 (never 0)."""
@@ -292,22 +392,36 @@ class TestSchedules:
 
     def test_cosine_decay_at_key_steps(self):
         """After warm-up: base_lr at its start, halfway at the middle, min_lr from total_steps on, never rising."""
-        cases = [((4, 0.1, 4, 14), 0.1), ((9, 0.1, 4, 14), 0.05), ((14, 0.1, 4, 14), 0.0), ((100, 0.1, 4, 14), 0.0),
-                 ((9, 0.1, 4, 14, 0.01), 0.055), ((14, 0.1, 4, 14, 0.01), 0.01), ((0, 0.1, 0, 10), 0.1)]
+        cases = [((4, 0.1, 4, 14), 0.1), ((9, 0.1, 4, 14), 0.05), ((13, 0.1, 4, 14), 0.05 * (1 + math.cos(0.9 * math.pi))),
+                 ((14, 0.1, 4, 14), 0.0), ((100, 0.1, 4, 14), 0.0), ((9, 0.1, 4, 14, 0.01), 0.055),
+                 ((14, 0.1, 4, 14, 0.01), 0.01), ((15, 0.1, 4, 14, 0.01), 0.01), ((0, 0.1, 0, 10), 0.1),
+                 ((5, 0.1, 0, 10), 0.05)]
         for args, expected in cases:
             got = warmup_cosine_lr(*args)
-            assert math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-15), (
+            assert isinstance(got, float) and math.isclose(got, expected, rel_tol=1e-9, abs_tol=1e-15), (
                 f"warmup_cosine_lr(step, base_lr, warmup_steps, total_steps[, min_lr]) = warmup_cosine_lr{args}: "
-                f"expected {expected}, got {got}")
+                f"expected the float {expected}, got {got!r}")
         decay = [warmup_cosine_lr(step, 0.1, 4, 14) for step in range(4, 16)]
         assert all(a >= b for a, b in zip(decay, decay[1:])), f"the cosine part should never rise: {decay}"
 
-    def test_schedule_arguments_are_checked(self):
-        """step_lr with step_size 0 and warmup_cosine_lr with warmup_steps > total_steps raise ValueError."""
-        with pytest.raises(ValueError):
-            step_lr(0, 0.1, 0)
-        with pytest.raises(ValueError):
-            warmup_cosine_lr(0, 0.1, 10, 5)
+    def test_warmup_only(self):
+        """With warmup_steps == total_steps there is no cosine: 0.025 ... 0.1 over steps 0-3, then min_lr (no 0/0)."""
+        got = [warmup_cosine_lr(step, 0.1, 4, 4, 0.01) for step in range(6)]
+        expected = [0.025, 0.05, 0.075, 0.1, 0.01, 0.01]
+        assert all(math.isclose(g, e, rel_tol=1e-12) for g, e in zip(got, expected)), (
+            f"warmup_cosine_lr(step, 0.1, warmup_steps=4, total_steps=4, min_lr=0.01) for steps 0-5: expected {expected}, "
+            f"got {got} (from total_steps on the rate is min_lr: test step >= total_steps before dividing by "
+            "total_steps - warmup_steps)")
+
+    @pytest.mark.parametrize("call,named", [
+        (lambda: step_lr(0, 0.1, 0), "step_size"), (lambda: step_lr(0, 0.1, -3), "step_size"),
+        (lambda: warmup_cosine_lr(0, 0.1, 10, 5), "warmup_steps"), (lambda: warmup_cosine_lr(0, 0.1, -1, 5), "warmup_steps")],
+        ids=["step_size=0", "step_size=-3", "warmup>total", "warmup=-1"])
+    def test_schedule_arguments_are_checked(self, call, named):
+        """step_lr with step_size 0 or -3, warmup_cosine_lr with warmup_steps > total_steps or < 0: ValueError naming it."""
+        with pytest.raises(ValueError) as error:
+            call()
+        assert named in str(error.value), f"the ValueError should name {named}; got: {error.value}"
 
     def test_train_epoch_follows_the_schedule(self):
         """train_epoch(schedule=f, first_step=5) sets optimizer.lr to f(5), f(6), f(7) before the three steps."""
@@ -328,6 +442,7 @@ class TestClipping:
         """Grads [3, 4] and [0, 0, 0, 12] have global norm 13; clipping to 6.5 halves both and returns 13."""
         a, b = grad_param([3.0, 4.0]), grad_param([[0.0, 0.0], [0.0, 12.0]])
         norm = clip_grad_norm([a, b], 6.5)
+        assert isinstance(norm, float), f"clip_grad_norm should return the norm as a Python float, got {type(norm).__name__}"
         assert math.isclose(norm, 13.0, rel_tol=1e-9), f"returned norm: expected sqrt(9 + 16 + 144) = 13 (before clipping), got {norm}"
         assert_close(a.grad, [1.5, 2.0], "first gradient, scaled by 6.5 / 13 (one factor for all, not per parameter)")
         assert_close(b.grad, [[0.0, 0.0], [0.0, 6.0]], "second gradient, scaled by 6.5 / 13")
@@ -342,6 +457,27 @@ class TestClipping:
         assert np.array_equal(a.grad, before[0]) and np.array_equal(b.grad, before[1]), (
             f"a norm under max_norm must leave the gradients alone; got {a.grad} and {b.grad}")
 
+    def test_a_norm_exactly_at_the_limit_is_left_alone(self):
+        """Grads [3, 4] have norm 5: with max_norm 5 they stay bit for bit, and 5.0 is returned."""
+        a = grad_param([3.0, 4.0])
+        norm = clip_grad_norm([a], 5.0)
+        assert norm == 5.0 and np.array_equal(a.grad, np.array([3.0, 4.0], dtype=np.float32)), (
+            f"a norm equal to max_norm is within the limit: expected the gradients unchanged [3, 4] and 5.0 returned, "
+            f"got {a.grad.tolist()} and {norm}")
+
+    def test_the_factor_is_exactly_max_norm_over_norm(self):
+        """Tiny float64 grads [3e-6, 4e-6] (norm 5e-6) clipped to 2.5e-6 are exactly halved: no epsilon in the factor.
+
+        Hint: PyTorch divides by (norm + 1e-6); this kata does not. An epsilon is invisible for
+        large gradients and wrong for tiny ones: here it would scale by 0.42, not 0.5.
+        """
+        p = Parameter(np.zeros(2), dtype=np.float64)
+        p.grad = np.array([3e-6, 4e-6])
+        norm = clip_grad_norm([p], 2.5e-6)
+        assert math.isclose(norm, 5e-6, rel_tol=1e-12), f"returned norm: expected 5e-06, got {norm}"
+        assert p.grad.dtype == np.float64, f"clipping should keep float64 gradients float64, got {p.grad.dtype}"
+        assert_close(p.grad, [1.5e-6, 2e-6], "float64 gradients [3e-6, 4e-6] scaled by 2.5e-6 / 5e-6", rtol=1e-12, atol=0)
+
     def test_none_gradients_are_skipped(self):
         """A parameter without a gradient is skipped (its grad stays None) and adds nothing to the norm."""
         a, frozen = grad_param([3.0, 4.0]), Parameter(np.ones(3))
@@ -349,6 +485,27 @@ class TestClipping:
         assert math.isclose(norm, 5.0, rel_tol=1e-9), f"returned norm: expected 5, got {norm}"
         assert frozen.grad is None, "a parameter whose .grad is None must keep .grad None"
         assert_close(a.grad, [0.6, 0.8], "gradient [3, 4] clipped to norm 1")
+
+    def test_no_gradients_at_all(self):
+        """With every .grad None (or no parameters), the norm is 0.0, a Python float, and nothing changes."""
+        frozen = Parameter(np.ones(3))
+        for parameters in ([frozen], []):
+            norm = clip_grad_norm(parameters, 1.0)
+            assert isinstance(norm, float) and norm == 0.0, (
+                f"clip_grad_norm of {len(parameters)} parameter(s) without gradients: expected 0.0, got {norm!r}")
+        assert frozen.grad is None, "a parameter whose .grad is None must keep .grad None"
+
+    def test_parameters_may_be_a_generator(self):
+        """clip_grad_norm(p for p in params) clips as well as a list: go through `parameters` only once.
+
+        Hint: a generator is empty the second time you loop over it. Collect the gradients into a
+        list first, then compute the norm and scale them from that list.
+        """
+        a, b = grad_param([3.0, 4.0]), grad_param([0.0, 12.0])
+        norm = clip_grad_norm((p for p in (a, b)), 6.5)
+        assert math.isclose(norm, 13.0, rel_tol=1e-9), f"returned norm: expected 13, got {norm}"
+        assert_close(np.concatenate([a.grad, b.grad]), [1.5, 2.0, 0.0, 6.0],
+                     "gradients [3, 4] and [0, 12] clipped to 6.5, parameters given as a generator")
 
     def test_norm_does_not_overflow(self):
         """Four gradients of 1e20 have norm 2e20: summing squares in float32 would overflow to inf."""
@@ -358,6 +515,14 @@ class TestClipping:
         assert math.isclose(norm, 2e20, rel_tol=1e-6), (
             f"returned norm: expected 2e20, got {norm}; square and sum in float64 (np.square(g, dtype=np.float64))")
         assert_close(a.grad, np.full(4, 0.5), "gradients of 1e20 clipped to norm 1")
+        assert a.grad.dtype == np.float32, f"clipping should keep float32 gradients float32, got {a.grad.dtype}"
+
+    def test_a_nan_gradient_gives_a_nan_norm(self):
+        """A gradient holding NaN makes the returned norm NaN, so the loop can see that the step went wrong."""
+        a, b = grad_param([3.0, 4.0]), grad_param([np.nan, 1.0])
+        with np.errstate(invalid="ignore"):
+            norm = clip_grad_norm([a, b], 1.0)
+        assert isinstance(norm, float) and math.isnan(norm), f"returned norm with a NaN gradient: expected nan, got {norm!r}"
 
     def test_train_step_clips_before_the_update(self):
         """train_epoch(max_grad_norm=1.0) hands the optimizer gradients of global norm 1 when they were larger."""
@@ -392,6 +557,16 @@ class TestEarlyStopping:
         assert early_stopping([1.0, 0.97, 0.96, 0.90], patience=2, min_delta=0.05) == (False, 3)
         assert early_stopping([1.0, 0.97, 0.96], patience=2) == (False, 2), "with min_delta 0 every decrease is an improvement"
 
+    def test_min_delta_is_an_absolute_margin_below_the_best(self):
+        """min_delta 0.25: 3.5 improves on 4.0, 3.4 not on 3.5; a drop of exactly 0.25 does not count; 0.6 beats 1.0, not 0.8."""
+        cases = [(([4.0, 3.5, 3.4], 1, 0.25), (True, 1)), (([1.0, 0.75], 1, 0.25), (True, 0)),
+                 (([1.0, 0.8, 0.6], 2, 0.25), (False, 2))]
+        for (losses, patience, min_delta), expected in cases:
+            got = early_stopping(losses, patience, min_delta)
+            assert got == expected, (
+                f"early_stopping({losses}, patience={patience}, min_delta={min_delta}): expected {expected}, got {got}; "
+                "an epoch improves when loss < best - min_delta, with best the lowest loss that counted as an improvement")
+
     def test_ties_and_nan_are_not_improvements(self):
         """Losses [0.5, 0.5, nan]: neither the tie nor NaN improves, so patience 2 stops with best epoch 0."""
         got = early_stopping([0.5, 0.5, math.nan], patience=2)
@@ -401,6 +576,15 @@ class TestEarlyStopping:
         """One epoch in, there is nothing to stop for: (False, 0) with patience 1."""
         got = early_stopping([0.7], patience=1)
         assert got == (False, 0), f"early_stopping([0.7], patience=1): expected (False, 0), got {got}"
+
+    def test_no_improvement_yet_has_best_epoch_minus_one(self):
+        """No losses yet gives (False, -1); only NaN losses count as epochs without improvement: [nan, nan] stops at patience 2."""
+        cases = [(([], 2), (False, -1)), (([math.nan], 2), (False, -1)), (([math.nan, math.nan], 2), (True, -1))]
+        for (losses, patience), expected in cases:
+            got = early_stopping(losses, patience)
+            assert got == expected, (
+                f"early_stopping({losses}, patience={patience}): expected {expected}, got {got} "
+                "(start from best = inf and best_epoch = -1; nan < inf is False, so NaN never improves)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -446,9 +630,25 @@ class TestCheckpoints:
             f"keys: missing {sorted(expected - set(arrays))}, unexpected {sorted(set(arrays) - expected)}")
         for name, value in model.state_dict().items():
             assert np.array_equal(arrays[f"model/{name}"], value), f"model/{name} does not hold the parameter's values"
-        assert int(arrays["epoch"]) == 3 and int(arrays["step"]) == 12, (
-            f"epoch and step: expected 3 and 12, got {arrays['epoch']} and {arrays['step']}")
+        for key, value in (("epoch", 3), ("step", 12)):
+            assert arrays[key].shape == () and arrays[key].dtype == np.int64 and int(arrays[key]) == value, (
+                f"{key}: expected an int64 scalar {value}, got {arrays[key]!r} of dtype {arrays[key].dtype}")
+        assert arrays["history/train_loss"].dtype == np.float64, (
+            f"history/train_loss should be float64 (float32 would round the history), got {arrays['history/train_loss'].dtype}")
         assert np.array_equal(arrays["history/train_loss"], [0.9, 0.5, 0.4]), "history/train_loss should hold the list"
+
+    def test_rng_and_history_are_optional(self, tmp_path):
+        """Without rng and history the file holds only model/..., optimizer/..., epoch and step; loading gives an empty history."""
+        model, optimizer = trained_setup(47)
+        path = tmp_path / "run.ckpt"
+        save_checkpoint(path, model, optimizer, epoch=1)
+        with np.load(path, allow_pickle=False) as file:
+            keys = set(file.files)
+        expected = ({f"model/{name}" for name in model.state_dict()} | {f"optimizer/{k}" for k in optimizer.state_dict()}
+                    | {"epoch", "step"})
+        assert keys == expected, f"keys without rng and history: missing {sorted(expected - keys)}, unexpected {sorted(keys - expected)}"
+        state = load_checkpoint(path, model, optimizer)
+        assert state == {"epoch": 1, "step": 0, "history": {}}, f"expected epoch 1, step 0 (the default), no history; got {state}"
 
     def test_load_restores_model_and_optimizer(self, tmp_path):
         """Loading into a fresh model and optimizer restores every weight and optimizer buffer exactly."""
@@ -463,6 +663,12 @@ class TestCheckpoints:
         assert saved.keys() == restored.keys(), f"optimizer state keys: saved {sorted(saved)}, restored {sorted(restored)}"
         for key in saved:
             assert np.array_equal(saved[key], restored[key]), f"optimizer state {key!r} was not restored"
+        assert set(state) == {"epoch", "step", "history"}, f"load_checkpoint should return epoch, step and history; got {state}"
+        assert type(state["epoch"]) is int and type(state["step"]) is int, (
+            f"epoch and step should come back as Python ints, got {type(state['epoch']).__name__} and "
+            f"{type(state['step']).__name__} (int(array))")
+        assert isinstance(state["history"].get("train_loss"), list), (
+            f"history lists should come back as Python lists of floats (array.tolist()), got {state['history']!r}")
         assert state == {"epoch": 2, "step": 6, "history": {"train_loss": [1.25, 0.75]}}, (
             f"load_checkpoint should return epoch, step and history; got {state}")
 
@@ -479,14 +685,48 @@ class TestCheckpoints:
             "the loaded generator should continue the saved one's stream: set rng.bit_generator.state")
 
     def test_saving_again_replaces_the_file(self, tmp_path):
-        """A second save to the same path replaces the first, leaving one file."""
+        """A second save to the same path (given as a str this time) replaces the first, leaving one file."""
         model, optimizer = trained_setup(43)
         path = tmp_path / "run.ckpt"
         save_checkpoint(path, model, optimizer, epoch=1, step=3)
-        save_checkpoint(path, model, optimizer, epoch=2, step=6)
-        state = load_checkpoint(path, model, optimizer)
+        save_checkpoint(str(path), model, optimizer, epoch=2, step=6)
+        state = load_checkpoint(str(path), model, optimizer)
         assert (state["epoch"], state["step"]) == (2, 6), f"expected the second save (2, 6), got {state}"
         assert sorted(os.listdir(tmp_path)) == ["run.ckpt"], f"files left behind: {sorted(os.listdir(tmp_path))}"
+
+    def test_a_save_that_crashes_midway_keeps_the_previous_checkpoint(self, tmp_path, monkeypatch):
+        """If saving dies halfway through writing, the error comes through and the previous checkpoint still loads whole.
+
+        Hint: never write into the only good copy. Write the new checkpoint to a temporary file
+        next to it (f"{path}.tmp"), and only when that is complete swap it in with os.replace.
+        """
+        model, optimizer = trained_setup(48)
+        path = tmp_path / "run.ckpt"
+        save_checkpoint(path, model, optimizer, epoch=1, step=3)
+        saved = weights(model)
+        train_epoch(model, CrossEntropyLoss(), optimizer, make_batches(*toy_classification(49, n=8), 4))
+
+        def crashing_savez(file, *args, **kwargs):  # writes the first bytes of a zip, then the process "dies"
+            if isinstance(file, (str, os.PathLike)):
+                with open(file, "wb") as handle:
+                    handle.write(b"PK\x03\x04 half a checkpoint")
+            else:
+                file.write(b"PK\x03\x04 half a checkpoint")
+            raise DiskFull("simulated crash in the middle of np.savez")
+
+        monkeypatch.setattr(np, "savez", crashing_savez)
+        monkeypatch.setattr(np, "savez_compressed", crashing_savez)
+        with pytest.raises(DiskFull):
+            save_checkpoint(path, model, optimizer, epoch=2, step=5)
+        monkeypatch.undo()
+        fresh = small_mlp(99)
+        try:
+            state = load_checkpoint(path, fresh, SGD(fresh.parameters(), lr=0.1, momentum=0.9))
+        except Exception as error:
+            raise AssertionError(f"after a save that crashed midway, the previous checkpoint no longer loads ({error!r}): "
+                                 "write to a temporary file, then os.replace it onto the path") from None
+        assert (state["epoch"], state["step"]) == (1, 3), f"expected the previous checkpoint (epoch 1, step 3), got {state}"
+        assert_same_weights(weights(fresh), saved, "weights loaded from the previous checkpoint after a crashed save")
 
     def test_load_refuses_pickled_objects(self, tmp_path):
         """A checkpoint holding a pickled object is refused with ValueError; its code never runs; nothing changes."""
@@ -535,6 +775,19 @@ def run_fit(epochs: int, optimizer_kind: str = "sgd", seed: int = 50, rng_seed: 
     return model, history
 
 
+_UNINTERRUPTED = {}
+
+
+def uninterrupted(epochs: int, optimizer_kind: str = "sgd", **options):
+    """(weights, history) of run_fit(epochs, optimizer_kind, **options) never interrupted; computed once per suite."""
+    key = (epochs, optimizer_kind, tuple(sorted(options.items())))
+    if key not in _UNINTERRUPTED:
+        model, history = run_fit(epochs, optimizer_kind, **options)
+        _UNINTERRUPTED[key] = (weights(model), history)
+    saved, history = _UNINTERRUPTED[key]
+    return {name: value.copy() for name, value in saved.items()}, {key: list(values) for key, values in history.items()}
+
+
 def assert_same_history(got: dict, expected: dict, what: str) -> None:
     assert got.keys() == expected.keys(), f"{what}: history keys {sorted(got)} vs {sorted(expected)}"
     for key in expected:
@@ -555,6 +808,39 @@ class TestResume:
         assert math.isclose(history["val_loss"][-1], final["loss"], rel_tol=1e-9), (
             f"the last val_loss should be evaluate() of the final model: {final['loss']}, got {history['val_loss'][-1]}")
         assert history["train_loss"][-1] < history["train_loss"][0], f"training did not lower the loss: {history['train_loss']}"
+
+    def test_fit_without_validation_data(self):
+        """Without val_data the history holds only train_loss, and patience watches train_loss (with min_delta)."""
+        x, y = toy_classification(64, n=40)
+        model = small_mlp(65)
+        history = fit(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.05), (x, y), 10, 8,
+                      np.random.default_rng(1), patience=2, min_delta=10.0)
+        assert set(history) == {"train_loss"}, f"history keys without val_data: expected only train_loss, got {sorted(history)}"
+        assert len(history["train_loss"]) == 3, (
+            f"train_loss fell every epoch, but never by min_delta=10: with patience 2, fit should stop after 3 epochs; "
+            f"it ran {len(history['train_loss'])}: {history['train_loss']} (watch train_loss when there is no val_data, "
+            "and pass min_delta on to early_stopping)")
+
+    def test_fit_counts_steps_across_epochs_clips_and_shuffles_once_per_epoch(self):
+        """fit gives the schedule 0, 1, ..., 14 over 3 epochs of 5 batches, clips every step, and draws 3 permutations."""
+        x, y = toy_classification(66, n=40)
+        model = small_mlp(67)
+        optimizer = RecordingSGD(model.parameters(), lr=1.0)
+        rng, twin = np.random.default_rng(8), np.random.default_rng(8)
+        fit(model, CrossEntropyLoss(), optimizer, (x, y), 3, 8, rng, val_data=(x, y), schedule=lambda step: 0.01 * (step + 1),
+            max_grad_norm=0.05)
+        expected = [0.01 * (step + 1) for step in range(15)]
+        assert len(optimizer.lrs) == 15 and all(math.isclose(a, b) for a, b in zip(optimizer.lrs, expected)), (
+            f"optimizer.lr at each of the 15 steps: expected schedule(0) ... schedule(14) = {[round(e, 2) for e in expected]}, "
+            f"got {[round(lr, 4) for lr in optimizer.lrs]} (pass first_step=step, the steps taken so far, to train_epoch)")
+        assert max(optimizer.norms) <= 0.05 * (1 + 1e-5), (
+            f"gradient norms seen by step(): largest {max(optimizer.norms):.4f}, expected at most max_grad_norm=0.05 "
+            "(pass max_grad_norm on to train_epoch)")
+        for _ in range(3):
+            twin.permutation(40)
+        assert rng.bit_generator.state == twin.bit_generator.state, (
+            "after 3 epochs the rng should have drawn exactly 3 permutations of the 40 training rows "
+            "(make_batches(x, y, batch_size, rng) once per epoch; the validation batches are not shuffled)")
 
     def test_fit_stops_early(self):
         """With validation labels the model cannot learn, fit stops at the first epoch early_stopping says so."""
@@ -579,35 +865,102 @@ class TestResume:
         assert_same_weights(saved, weights(model), "weights in the checkpoint vs the model after fit")
         assert saved_loss == history["train_loss"], f"history/train_loss {saved_loss} vs {history['train_loss']}"
 
+    @pytest.mark.parametrize("crash_step", [3, 12, 23])
+    def test_a_run_that_crashed_resumes_bit_identical(self, tmp_path, crash_step):
+        """A run killed in the middle of an epoch, restarted with resume=True, ends exactly like one never interrupted.
+
+        Hint: the checkpoint of the last finished epoch is all that survives a crash; save one after
+        EVERY epoch, and count epochs and steps only once they are complete.
+        """
+        straight_weights, straight = uninterrupted(5)
+        path = tmp_path / "run.ckpt"
+
+        def crashing_schedule(step):
+            if step == crash_step:
+                raise LossBroke(f"the machine went down at step {crash_step}")
+            return step_lr(step, 0.1, 7, 0.5)
+
+        with pytest.raises(LossBroke):
+            run_fit(5, checkpoint_path=path, schedule=crashing_schedule)
+        finished = crash_step // 5  # epochs of 5 batches completed before the crash
+        if finished:
+            assert path.exists(), (
+                f"a crash at step {crash_step} (in epoch {finished + 1}) left no checkpoint at all: save one after every epoch")
+            with np.load(path, allow_pickle=False) as file:
+                saved = (int(file["epoch"]), int(file["step"]))
+            assert saved == (finished, 5 * finished), (
+                f"a crash at step {crash_step} (in epoch {finished + 1}) should leave the checkpoint of epoch {finished}: "
+                f"expected (epoch, step) = {(finished, 5 * finished)}, got {saved}")
+        # Restarted as a fresh process would be: a new model, optimizer and generator. With no checkpoint
+        # yet, the restart is a run from scratch, so it needs the original seeds to match.
+        seeds = {"seed": 98, "rng_seed": 99} if finished else {}
+        resumed_model, resumed = run_fit(5, checkpoint_path=path, resume=True, **seeds)
+        assert_same_history(resumed, straight, f"resumed after a crash at step {crash_step} vs uninterrupted")
+        assert_same_weights(weights(resumed_model), straight_weights, f"resumed after a crash at step {crash_step}")
+
     def test_resume_is_bit_identical_with_sgd(self, tmp_path):
         """2 epochs, then a resumed run to 5 (new model, optimizer and rng), equals 5 uninterrupted epochs exactly."""
-        straight_model, straight = run_fit(5)
+        straight_weights, straight = uninterrupted(5)
         path = tmp_path / "run.ckpt"
         run_fit(2, checkpoint_path=path)
         resumed_model, resumed = run_fit(5, seed=98, rng_seed=99, checkpoint_path=path, resume=True)
         assert_same_history(resumed, straight, "resumed vs uninterrupted (SGD with momentum, step schedule)")
-        assert_same_weights(weights(resumed_model), weights(straight_model), "resumed vs uninterrupted (SGD)",
+        assert_same_weights(weights(resumed_model), straight_weights, "resumed vs uninterrupted (SGD)",
                             "restore the optimizer's state (momentum), the global step and the rng's state")
 
     def test_resume_is_bit_identical_with_adam_and_clipping(self, tmp_path):
         """Adam, warm-up cosine and clipping: 3 epochs plus a resumed 3 equal 6 uninterrupted epochs exactly."""
-        straight_model, straight = run_fit(6, "adam", max_grad_norm=0.5)
+        straight_weights, straight = uninterrupted(6, "adam", max_grad_norm=0.5)
         path = tmp_path / "run.ckpt"
         run_fit(3, "adam", max_grad_norm=0.5, checkpoint_path=path)
         resumed_model, resumed = run_fit(6, "adam", seed=98, rng_seed=99, max_grad_norm=0.5, checkpoint_path=path, resume=True)
         assert_same_history(resumed, straight, "resumed vs uninterrupted (Adam, warm-up cosine, clipping)")
-        assert_same_weights(weights(resumed_model), weights(straight_model), "resumed vs uninterrupted (Adam)",
+        assert_same_weights(weights(resumed_model), straight_weights, "resumed vs uninterrupted (Adam)",
                             "restore Adam's moments and step count, the global step and the rng's state")
 
     def test_resume_without_a_file_starts_fresh_and_a_finished_run_stays_finished(self, tmp_path):
         """resume=True with no checkpoint trains from scratch; resuming a finished run trains no further."""
-        straight_model, straight = run_fit(3)
+        straight_weights, straight = uninterrupted(3)
         path = tmp_path / "run.ckpt"
         model, history = run_fit(3, checkpoint_path=path, resume=True)
         assert_same_history(history, straight, "resume=True without a checkpoint file vs a plain run")
         again_model, again = run_fit(3, seed=97, checkpoint_path=path, resume=True)
         assert_same_history(again, straight, "resuming a run that already finished its 3 epochs")
-        assert_same_weights(weights(again_model), weights(straight_model), "resuming a finished run must not train more")
+        assert_same_weights(weights(again_model), straight_weights, "resuming a finished run must not train more")
+
+    def test_resume_false_ignores_a_stale_checkpoint(self, tmp_path):
+        """With resume=False an old checkpoint at the path is ignored (and then overwritten): a fresh run from epoch 0."""
+        straight_weights, straight = uninterrupted(3)
+        path = tmp_path / "run.ckpt"
+        run_fit(2, seed=97, rng_seed=96, checkpoint_path=path)
+        model, history = run_fit(3, checkpoint_path=path)
+        assert_same_history(history, straight, "resume=False with an old checkpoint at the path vs a plain run")
+        assert_same_weights(weights(model), straight_weights, "resume=False must not load the old checkpoint")
+        with np.load(path, allow_pickle=False) as file:
+            assert int(file["epoch"]) == 3, f"the new run should overwrite the old checkpoint: epoch {int(file['epoch'])}, expected 3"
+
+    def test_resuming_a_run_that_stopped_early_trains_no_further(self, tmp_path):
+        """A run ended by early stopping, resumed with the same arguments, stops again at once: same history, same weights.
+
+        Hint: ask early_stopping BEFORE training each epoch (including the first one after
+        resuming), not only after an epoch has been trained.
+        """
+        x, y = toy_classification(62, n=40)
+        path = tmp_path / "run.ckpt"
+
+        def run(seed):
+            model = small_mlp(seed)
+            history = fit(model, CrossEntropyLoss(), SGD(model.parameters(), lr=0.1), (x, y), 30, 8,
+                          np.random.default_rng(0), val_data=(x, (y + 1) % 3), patience=2,
+                          checkpoint_path=path, resume=True)
+            return model, history
+
+        stopped_model, stopped = run(63)
+        assert len(stopped["val_loss"]) < 30, f"the first run should stop early; it ran all 30 epochs: {stopped['val_loss']}"
+        resumed_model, resumed = run(97)
+        assert_same_history(resumed, stopped, "resuming a run that early stopping had ended")
+        assert_same_weights(weights(resumed_model), weights(stopped_model), "resuming a run that early stopping had ended",
+                            "the resumed run trained again; it should have stopped before its first epoch")
 
 
 # ---------------------------------------------------------------------------------------

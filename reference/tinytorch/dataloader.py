@@ -65,8 +65,8 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size: int = 32, shuffle: bool = False, drop_last: bool = False,
                  rng: np.random.Generator | None = None):
-        if int(batch_size) < 1:
-            raise ValueError(f"DataLoader: batch_size must be at least 1, got {batch_size}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"DataLoader: batch_size must be a whole number of at least 1, got {batch_size!r}")
         self.dataset = dataset
         self.batch_size = int(batch_size)
         self.shuffle = shuffle

@@ -30,13 +30,15 @@ from tinytorch.tensor import Tensor
 
 
 def make_batches(x: np.ndarray, y: np.ndarray, batch_size: int, rng: np.random.Generator | None = None) -> list:
-    """Split (x, y) into (inputs, targets) pairs of `batch_size` rows; the last may be smaller.
+    """Split (x, y) into a list of (inputs, targets) pairs of `batch_size` rows; the last may be smaller.
 
     Without `rng` the rows keep their order. With `rng`, they are visited in the order
     `rng.permutation(len(x))`: one draw per epoch, so the generator's state says
-    exactly which shuffle comes next.
+    exactly which shuffle comes next. x and y themselves are never changed.
     """
-    # BEGIN SOLUTION loop: check len(x) == len(y) (ValueError), shuffle both with rng.permutation when rng is given, then slice into batches
+    # BEGIN SOLUTION loop: check batch_size >= 1 and len(x) == len(y) (ValueError), shuffle both with rng.permutation when rng is given, then slice into batches
+    if batch_size < 1:
+        raise ValueError(f"make_batches: batch_size must be at least 1, got {batch_size}")
     if len(x) != len(y):
         raise ValueError(f"make_batches: x has {len(x)} rows but y has {len(y)}; each input needs one target")
     if rng is not None:
@@ -90,14 +92,18 @@ def train_epoch(model, loss_fn, optimizer, batches, schedule=None, first_step: i
 def accuracy(logits, targets) -> float:
     """The fraction of rows whose largest logit sits at the target class index.
 
-    `logits` is (N, classes), a Tensor or an array; `targets` holds N class indices.
+    `logits` is (N, classes) with at least two classes, a Tensor or an array; `targets`
+    holds N class indices. A tie goes to the first largest logit, as np.argmax decides.
     """
-    # BEGIN SOLUTION evaluate: unwrap Tensors, check shapes (ValueError naming both), compare argmax along the last axis with the targets
+    # BEGIN SOLUTION evaluate: unwrap Tensors, check shapes (ValueError naming both; one column is not enough), compare argmax along the last axis with the targets
     logits = np.asarray(getattr(logits, "data", logits))
     targets = np.asarray(getattr(targets, "data", targets))
     if logits.ndim != 2 or targets.shape != logits.shape[:1]:
         raise ValueError(f"accuracy: expected logits of shape (N, classes) and N targets, "
                          f"got logits {logits.shape} and targets {targets.shape}")
+    if logits.shape[1] < 2:
+        raise ValueError(f"accuracy: logits of shape {logits.shape} have one column, so argmax is always 0; "
+                         "for one logit per row (a binary problem) compare (logits > 0) with the targets instead")
     return float(np.mean(logits.argmax(axis=1) == targets))
     # END SOLUTION
 
