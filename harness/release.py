@@ -13,10 +13,18 @@ ignore; without git, every file outside caches and the progress folder) except:
 
 with `tinytorch/` written fresh as the pristine stubs (and the same stubs in
 `harness/pristine/`, where `python scoreboard.py reset` finds them), `pytest.ini` collecting
-only `katas/`, and the README told the truth: a notice under its title, and the
-sections that need the reference taken out or rewritten (see README_SECTIONS).
-If any line of the README outside the notice still names something the copy does
-not have (FORBIDDEN), nothing is released and the line is named.
+only `katas/`, and every text told the truth about the copy:
+
+- the README gets a notice under its title, and the sections that need the
+  reference are taken out or rewritten (see README_SECTIONS);
+- in every Markdown file, a block between the lines `<!-- reference-only -->` and
+  `<!-- /reference-only -->` is left out (in a Python file, between the comment lines
+  `# reference-only` and `# /reference-only`): lessons keep their `--scaffold`
+  advice there.
+
+If any line of any file outside `harness/` (whose messages already depend on whether
+a reference is present) still names something the copy does not have (FORBIDDEN),
+nothing is released and each such line is named.
 
 Before it finishes, it reads every file it wrote and looks for solution text:
 
@@ -175,14 +183,51 @@ def learner_readme(text: str) -> str:
 
 def readme_problems(text: str) -> list[str]:
     """`README.md:<line>: ...` for each line outside the notice that names what the copy lacks."""
-    notice = set(NOTICE.splitlines())
+    return text_problems("README.md", text)
+
+
+_BLOCK_OPEN = re.compile(r"^\s*(<!--\s*reference-only\s*-->|#\s*reference-only)\s*$")
+_BLOCK_CLOSE = re.compile(r"^\s*(<!--\s*/reference-only\s*-->|#\s*/reference-only)\s*$")
+
+
+def kept_lines(text: str, where: str = "") -> list[tuple[int, str]]:
+    """(line number, line with its end) of every line outside the reference-only blocks."""
+    kept, inside = [], False
+    for number, line in enumerate(text.splitlines(keepends=True), start=1):
+        if _BLOCK_OPEN.match(line):
+            if inside:
+                raise ReleaseError(f"{where}:{number}: a reference-only block opens inside another")
+            inside = True
+        elif _BLOCK_CLOSE.match(line):
+            if not inside:
+                raise ReleaseError(f"{where}:{number}: a reference-only block closes without being opened")
+            inside = False
+        elif not inside:
+            kept.append((number, line))
+    if inside:
+        raise ReleaseError(f"{where}: a reference-only block is never closed")
+    return kept
+
+
+def without_reference_only(text: str, where: str = "") -> str:
+    """`text` without its reference-only blocks (markers included)."""
+    return "".join(line for _, line in kept_lines(text, where))
+
+
+def text_problems(relative: str, text: str, numbered=None) -> list[str]:
+    """`<file>:<line>: ...` for each line that names what the copy lacks (outside the README's notice).
+
+    `numbered` gives (line number, line) pairs to check, numbered as in the project's file.
+    """
+    notice = set(NOTICE.splitlines()) if relative == "README.md" else set()
     problems = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in numbered if numbered is not None else enumerate(text.splitlines(), start=1):
+        line = line.rstrip("\n")
         if line in notice:
             continue
         for pattern, what in FORBIDDEN:
             if pattern.search(line):
-                problems.append(f"README.md:{number}: names {what}, which the copy does not have: {line.strip()}")
+                problems.append(f"{relative}:{number}: names {what}, which the copy does not have: {line.strip()}")
                 break
     return problems
 
@@ -354,15 +399,33 @@ def _listing(findings: list[Finding], limit: int = 20) -> str:
     return "\n".join(shown)
 
 
-def _write_files(root: Path, out_dir: Path) -> None:
+MODE_AWARE = ("harness/",)  # code that checks for the reference itself before it mentions a mode
+TEXT_SUFFIXES = (".md", ".py", ".toml", ".ini", ".txt", ".cfg", ".json", ".yml", ".yaml")
+
+
+def _write_files(root: Path, out_dir: Path) -> list[str]:
+    """Copy the project's files, transformed for the copy; return the problems found in their text."""
+    problems = []
     for relative in project_files(root):
         source, target = root / relative, out_dir / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if relative in TRANSFORMS:
-            text = TRANSFORMS[relative](source.read_text(encoding="utf-8"))
-            target.write_text(text, encoding="utf-8")
-        else:
+        if not relative.endswith(TEXT_SUFFIXES):
             shutil.copy2(source, target)
+            continue
+        text = source.read_text(encoding="utf-8")
+        numbered = kept_lines(text, relative) if relative.endswith((".md", ".py")) else None
+        if numbered is not None:
+            text = "".join(line for _, line in numbered)
+        if relative in TRANSFORMS:  # the README is checked as rewritten: its numbers are the copy's
+            text = TRANSFORMS[relative](text)
+            numbered = None
+        target.write_text(text, encoding="utf-8")
+        shutil.copystat(source, target)
+        if not relative.startswith(MODE_AWARE):
+            problems += text_problems(relative, text, numbered)
+    stubs.write_stubs(out_dir / "tinytorch")
+    stubs.write_stubs(out_dir / "harness" / "pristine")  # what `scoreboard.py reset` puts back in the copy
+    return problems
     stubs.write_stubs(out_dir / "tinytorch")
     stubs.write_stubs(out_dir / "harness" / "pristine")  # what `scoreboard.py reset` puts back in the copy
 
@@ -377,9 +440,7 @@ def release(out_dir: Path, out=print, verbose: bool = False) -> None:
     existed = check_out_dir(out_dir, root)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_files(root, out_dir)
-        readme = out_dir / "README.md"
-        problems = readme_problems(readme.read_text(encoding="utf-8")) if readme.exists() else []
+        problems = _write_files(root, out_dir)
         leaks, shared = scan(out_dir, regions, outside)
     except BaseException:
         _remove_written(out_dir, existed)
@@ -390,8 +451,8 @@ def release(out_dir: Path, out=print, verbose: bool = False) -> None:
         if leaks:
             parts.append("Solution text would be in the copy:\n" + _listing(leaks))
         if problems:
-            parts.append("The copy's README would name what the copy does not have (change the README, "
-                         "or the sections harness/release.py drops or rewrites):\n" + _listing(problems))
+            parts.append("The copy would name what it does not have (reword the line, or put it inside a "
+                         "<!-- reference-only --> ... <!-- /reference-only --> block):\n" + _listing(problems))
         raise ReleaseError("\n".join(parts))
     files = sum(1 for p in out_dir.rglob("*") if p.is_file())
     lines = sum(len(r.lines) for r in regions)

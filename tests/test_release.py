@@ -113,11 +113,51 @@ def test_the_copy_has_no_reference_and_no_repository_tests(made):
             assert (copy / kata.test_file.relative_to(ROOT)).read_bytes() == kata.test_file.read_bytes()
 
 
-def test_every_other_project_file_is_copied_as_it_is(made):
+def test_every_other_project_file_is_copied_as_it_is_but_for_reference_only_blocks(made):
     copy = made[0]
     for relative in release.project_files():
-        if relative not in ("README.md", "pytest.ini"):
-            assert (copy / relative).read_bytes() == (ROOT / relative).read_bytes(), relative
+        if relative in ("README.md", "pytest.ini"):
+            continue
+        original = (ROOT / relative).read_bytes()
+        if relative.endswith((".md", ".py")):
+            original = release.without_reference_only(original.decode("utf-8"), relative).encode("utf-8")
+        assert (copy / relative).read_bytes() == original, relative
+
+
+def test_no_file_of_the_copy_offers_a_mode_the_copy_lacks(made):
+    """Lessons, milestone scripts, docs: outside the mode-aware harness, nothing says --scaffold or --impl=."""
+    copy = made[0]
+    found = []
+    for path in sorted(p for p in copy.rglob("*") if p.is_file() and p.suffix in (".md", ".py", ".toml", ".txt")):
+        relative = path.relative_to(copy).as_posix()
+        if relative.startswith("harness/"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        found += [f"{relative}:{n}" for n, line in enumerate(text.splitlines(), 1)
+                  if re.search(r"--scaffold|--impl[= ](reference|scaffold)|reference-only", line)
+                  and not (relative == "README.md" and line.startswith(">"))]
+    assert not found, f"the copy still offers modes it has not: {found[:10]}"
+
+
+def test_a_lesson_line_offering_scaffold_outside_a_block_stops_the_release(tmp_path, monkeypatch, capsys):
+    lesson = ("# Kata 02\n\n<!-- reference-only -->\n```bash\npython -m pytest katas/02_activations --scaffold\n```\n"
+              "<!-- /reference-only -->\n\nIf kata 01 is not done, `--scaffold` starts you here.\n")
+    fake_repository(tmp_path / "repo", monkeypatch, README, lesson)
+    assert release.main([str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"katas/02_activations/README\.md:9: names the scaffold mode", err), err
+    assert "README.md:5" not in err and not (tmp_path / "out").exists()
+
+
+def test_reference_only_blocks_are_dropped_and_unbalanced_ones_refused():
+    text = "keep\n<!-- reference-only -->\ndrop --scaffold\n<!-- /reference-only -->\nkeep too\n"
+    assert release.without_reference_only(text) == "keep\nkeep too\n"
+    python = "x = 1\n# reference-only\ny = '--impl=reference'\n# /reference-only\n"
+    assert release.without_reference_only(python) == "x = 1\n"
+    for broken in ("<!-- reference-only -->\nnever closed\n", "<!-- /reference-only -->\n",
+                   "<!-- reference-only -->\n<!-- reference-only -->\n"):
+        with pytest.raises(release.ReleaseError, match="reference-only block"):
+            release.without_reference_only(broken, "lesson.md")
 
 
 def test_the_stubs_are_the_pristine_stubs(made):
