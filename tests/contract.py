@@ -35,13 +35,18 @@ def _scratch_dir() -> str:
     return _scratch[0]
 
 
+def shared_bytecode(env: dict) -> dict:
+    """Hundreds of runs import the same files: let them share compiled bytecode (pytest's rewritten
+    test modules too), kept in the scratch folder rather than in the repository."""
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(_scratch_dir(), "pycache"))
+    return env
+
+
 def child_environment(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _DROP}
     env.setdefault("TINYTORCH_PROGRESS_DIR", os.path.join(_scratch_dir(), "progress"))
-    # Hundreds of runs import the same files: let them share compiled bytecode (pytest's rewritten
-    # test modules too), kept in the scratch folder rather than in the repository.
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.setdefault("PYTHONPYCACHEPREFIX", os.path.join(_scratch_dir(), "pycache"))
+    shared_bytecode(env)
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -3,10 +3,16 @@
 `tests/mutants/<module>.toml` lists mistakes as text replacements in the reference
 module. Each mutant is applied to a copy of the module, which then stands in for
 the learner's file (scaffold mode); the kata's suite must go red.
+
+Each mutant costs a run of its kata's suite in a fresh process. The project's test
+command runs a sample, SAMPLE mutants of each kata spread evenly over its file (which
+follows the checkpoints), so it stays fast; TINYTORCH_MUTANTS=all runs every one, and
+TINYTORCH_MUTANTS=rest the ones the sample leaves out (what `.ci/run` adds).
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
 
 import pytest
@@ -32,7 +38,27 @@ def _mutants():
     return found
 
 
-MUTANTS = _mutants()
+SAMPLE = 10
+
+
+def _chosen(found: list) -> list:
+    """The mutants this run checks (TINYTORCH_MUTANTS: sample, the default; all; rest)."""
+    which = os.environ.get("TINYTORCH_MUTANTS", "sample").strip() or "sample"
+    if which not in ("sample", "all", "rest"):
+        raise ValueError(f"TINYTORCH_MUTANTS={which!r}: use sample, all or rest")
+    if which == "all":
+        return found
+    sampled = []
+    for kata in dict.fromkeys(k for k, _, _ in found):
+        mine = [entry for entry in found if entry[0] == kata]
+        picks = {round(i * (len(mine) - 1) / (SAMPLE - 1)) for i in range(SAMPLE)} if len(mine) > SAMPLE \
+            else set(range(len(mine)))
+        sampled += [entry for index, entry in enumerate(mine) if (index in picks) == (which == "sample")]
+    return sampled
+
+
+ALL_MUTANTS = _mutants()
+MUTANTS = _chosen(ALL_MUTANTS)
 _runs: dict = {}  # kata id -> {number: (verdict, detail)}, filled once per process
 
 
@@ -65,7 +91,7 @@ def kata_mutant_runs(tmp_path_factory, request):
 
 
 def test_every_kata_has_mutants():
-    covered = {kata.id for kata, _, _ in MUTANTS}
+    covered = {kata.id for kata, _, _ in ALL_MUTANTS}
     missing = [k.id for k in MANIFEST.katas if k.id not in covered]
     assert not missing, f"katas without a tests/mutants/<module>.toml of typical mistakes: {missing}"
 

@@ -24,6 +24,7 @@ import pytest
 
 from harness import manifest as manifest_module
 from harness import release, stubs
+from tests.contract import shared_bytecode
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -50,7 +51,7 @@ def environment(progress: Path) -> dict:
     dropped = ("TINYTORCH_", "PYTEST_", "COV_CORE_", "COVERAGE_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped) and k != "PYTHONPATH"}
     env["TINYTORCH_PROGRESS_DIR"] = str(progress)
-    return env
+    return shared_bytecode(env)
 
 
 def run(args: list[str], cwd: Path, progress: Path) -> subprocess.CompletedProcess:

@@ -30,6 +30,7 @@ from harness import results
 from harness.results import NOT_STARTED, PASSED, WRONG, RunResults
 from harness.runs import crash_reason, group_from_results, targets
 from harness.scoreboard import bar, render_board
+from tests.contract import shared_bytecode
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("scoreboard")]
 
@@ -84,7 +85,7 @@ def pristine_stub(kata) -> str:
 def environment() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYTORCH_", "PYTEST_"))}
     env["TINYTORCH_NAME"] = "Ada Tester"
-    return env
+    return shared_bytecode(env)
 
 
 @dataclass

@@ -29,6 +29,7 @@ from harness import results, stubs, watch
 from harness.grades import validate_result
 from harness.results import PASSED, RunResults
 from harness.runs import find_target, group_from_results
+from tests.contract import shared_bytecode
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.xdist_group("watch")]
 
@@ -105,6 +106,7 @@ def start_watch(folder: Path, *args: str, tensor: str | None = None) -> Watched:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYTORCH_", "PYTEST_"))}
     env.update(TINYTORCH_NAME="Ada Tester", TINYTORCH_STUDENT_DIR=str(folder / "tinytorch"),
                TINYTORCH_PROGRESS_DIR=str(folder / "progress"), TMPDIR=str(folder / "tmp"))
+    shared_bytecode(env)
     process = subprocess.Popen([sys.executable, "scoreboard.py", "watch", *args], cwd=ROOT, env=env,
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, encoding="utf-8")

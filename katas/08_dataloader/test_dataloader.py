@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from harness.budgets import count_calls, peak_bytes, time_ratio
+from harness.budgets import assert_time_ratio, count_calls, peak_bytes
 from harness.checks import assert_close, assert_shape
 from tinytorch.dataloader import (
     DataLoader, Dataset, TensorDataset, load_digits, normalize, random_crop, random_flip, train_test_split,
@@ -761,13 +761,6 @@ class TestOptimize:
             for start in range(0, n, BATCH):
                 xb, yb = x[order[start:start + BATCH]], y[order[start:start + BATCH]]
 
-        for attempt in range(3):
-            ratio, loader_seconds, numpy_seconds = time_ratio(loader_epoch, numpy_epoch)
-            # A busy machine can slow one whole measurement (noise only ever adds time): measure again,
-            # unless the ratio is so far over budget that noise cannot explain it.
-            if ratio <= TIME_BUDGET or ratio > 2 * TIME_BUDGET:
-                break
-        assert ratio <= TIME_BUDGET, (
-            f"one shuffled epoch of 50,000 x 64 rows in batches of 256 took {ratio:.1f}x numpy fancy indexing of "
-            f"the same batches ({loader_seconds * 1e3:.1f} ms vs {numpy_seconds * 1e3:.1f} ms, best of 7 "
-            f"interleaved rounds); the budget is {TIME_BUDGET:.1f}x. Fetching item by item is the usual cause")
+        assert_time_ratio(loader_epoch, numpy_epoch, TIME_BUDGET,
+                          "one shuffled epoch of 50,000 x 64 rows in batches of 256, against numpy fancy indexing "
+                          "of the same batches", advice="Fetching item by item is the usual cause")

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from harness.budgets import time_ratio
+from harness.budgets import assert_time_ratio
 from tinytorch.tokenization import (
     BPETokenizer, CharTokenizer, count_pairs, load_text, merge_pair, split_chunks,
 )
@@ -749,15 +749,6 @@ ENCODE_PIECES = 8
 ENCODE_BUDGET = 3.5  # the reference: about 1.0-1.6x (re.findall alone is ~1.4x); `ids = ids + more` is about 9.5x
 
 
-def measured(candidate, baseline, budget: float, rounds: int) -> tuple[float, float, float]:
-    """time_ratio, measured again (up to 3 times) when a busy machine may have slowed one measurement."""
-    for _ in range(3):
-        ratio, candidate_seconds, baseline_seconds = time_ratio(candidate, baseline, rounds=rounds)
-        if ratio <= budget or ratio > 2 * budget:  # noise only adds time; far over budget is no noise
-            break
-    return ratio, candidate_seconds, baseline_seconds
-
-
 @pytest.mark.checkpoint("optimize")
 @pytest.mark.budget
 class TestOptimize:
@@ -776,13 +767,13 @@ class TestOptimize:
         def recount():
             results["recounted"] = naive_merges(text, TRAIN_MERGES)
 
-        ratio, seconds, naive_seconds = measured(train, recount, TRAIN_BUDGET, rounds=3)
+        train()
+        recount()
         assert list(results["trained"].items()) == list(results["recounted"].items()), (
             f"on 100 KB, the {TRAIN_MERGES} merges differ from a full recount after each merge")
-        assert ratio <= TRAIN_BUDGET, (
-            f"training {TRAIN_MERGES} merges on 100 KB took {ratio:.2f}x a trainer that recounts every pair "
-            f"after each merge ({seconds * 1e3:.0f} ms vs {naive_seconds * 1e3:.0f} ms, best of 3 interleaved "
-            f"rounds); the budget is {TRAIN_BUDGET}x. Update the counts of the changed chunks only")
+        assert_time_ratio(train, recount, TRAIN_BUDGET,
+                          f"training {TRAIN_MERGES} merges on 100 KB against a trainer that recounts every pair "
+                          "after each merge", rounds=3, advice="Update the counts of the changed chunks only")
 
     def test_encoding_is_linear_in_the_text(self):
         """Encoding 100 KB at once takes at most 3.5x the time of encoding it as 8 pieces of 12.5 KB.
@@ -799,9 +790,6 @@ class TestOptimize:
             for piece in pieces:
                 tokenizer.encode(piece)
 
-        ratio, whole_seconds, pieces_seconds = measured(lambda: tokenizer.encode(text), in_pieces,
-                                                        ENCODE_BUDGET, rounds=5)
-        assert ratio <= ENCODE_BUDGET, (
-            f"encoding 100 KB at once took {ratio:.1f}x the time of encoding it in {ENCODE_PIECES} pieces of "
-            f"{size:,} characters ({whole_seconds * 1e3:.1f} ms vs {pieces_seconds * 1e3:.1f} ms, best of 5 "
-            f"interleaved rounds); the budget is {ENCODE_BUDGET}x. A linear encoder costs the same either way")
+        assert_time_ratio(lambda: tokenizer.encode(text), in_pieces, ENCODE_BUDGET,
+                          f"encoding 100 KB at once against encoding it in {ENCODE_PIECES} pieces of {size:,} "
+                          "characters", rounds=5, advice="A linear encoder costs the same either way")

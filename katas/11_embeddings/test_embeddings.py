@@ -629,10 +629,4 @@ class TestOptimize:
 
         (got,) = candidate()
         assert_close(got, baseline()[1], "the gradient of the (1000, 64) table", rtol=1e-4, atol=1e-4)
-        for attempt in range(3):  # a busy machine can slow one measurement; a slow implementation fails all three
-            try:
-                assert_time_ratio(candidate, baseline, TIME_BUDGET, "embedding forward + backward, 8192 ids", rounds=5)
-                return
-            except AssertionError:
-                if attempt == 2:
-                    raise
+        assert_time_ratio(candidate, baseline, TIME_BUDGET, "embedding forward + backward, 8192 ids", rounds=5)
