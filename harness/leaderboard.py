@@ -227,24 +227,24 @@ def check_result(data) -> dict:
 
 # -- one participant's standing ----------------------------------------------------------
 
-def _moment(text: str) -> datetime:
+def moment(text: str) -> datetime:
     """A result file's time (validated: ISO-8601 ending in Z) as an aware UTC datetime."""
     try:
-        moment = datetime.fromisoformat(text[:-1])
+        when = datetime.fromisoformat(text[:-1])
     except ValueError:
         raise BadFile(f"unreadable time {text!r}") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
 
 
 def _time_taken(katas: list[dict]) -> float | None:
     """Seconds from the earliest clock start to the latest first-green of a done checkpoint."""
-    starts = [_moment(k["started_at"]) for k in katas if k["started_at"]]
+    starts = [moment(k["started_at"]) for k in katas if k["started_at"]]
     greens = [c["first_green_at"] for k in katas for c in k["checkpoints"] if c["done"]]
     if not starts or not greens or None in greens:
         return None
-    seconds = (max(_moment(g) for g in greens) - min(starts)).total_seconds()
+    seconds = (max(moment(g) for g in greens) - min(starts)).total_seconds()
     return seconds if seconds >= 0 else None
 
 
@@ -255,7 +255,7 @@ def entry_for(data: dict, source: str, kata: str | None) -> Entry:
     return Entry(
         participant=data["participant"].strip(),
         source=source,
-        created_at=_moment(data["created_at"]),
+        created_at=moment(data["created_at"]),
         done=done,
         total=sum(k["checkpoints_total"] for k in katas) if katas else None,
         seconds=_time_taken(katas) if done else None,
@@ -263,7 +263,8 @@ def entry_for(data: dict, source: str, kata: str | None) -> Entry:
     )
 
 
-def _same_person(name: str) -> str:
+def same_person(name: str) -> str:
+    """A name as it identifies a person: `Ada  LOVELACE ` and `ada lovelace` are one participant."""
     return " ".join(name.split()).casefold()
 
 
@@ -272,14 +273,14 @@ def keep_newest(entries: list[Entry]) -> tuple[list[Entry], list[Skipped]]:
     the later one on a tie; the others are skipped."""
     newest: dict[str, Entry] = {}
     for entry in entries:
-        held = newest.get(_same_person(entry.participant))
+        held = newest.get(same_person(entry.participant))
         if held is None or entry.created_at >= held.created_at:
-            newest[_same_person(entry.participant)] = entry
-    kept = [e for e in entries if newest[_same_person(e.participant)] is e]
+            newest[same_person(entry.participant)] = entry
+    kept = [e for e in entries if newest[same_person(e.participant)] is e]
     older = [Skipped(e.source, f"an older result for the same participant ({shown(e.participant, NAME_WIDTH)}); "
-                               f"{newest[_same_person(e.participant)].source} is ranked",
+                               f"{newest[same_person(e.participant)].source} is ranked",
                      f"an older result for the same participant ({shown(e.participant, NAME_WIDTH)})")
-             for e in entries if newest[_same_person(e.participant)] is not e]
+             for e in entries if newest[same_person(e.participant)] is not e]
     return kept, older
 
 
