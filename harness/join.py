@@ -6,8 +6,8 @@ After each finished run, watch hands its result to a HostLink, which sends it fr
 thread of its own: the watch never waits for the network. A result is a whole
 snapshot, so only the newest one waiting is kept; while the host cannot be reached
 it is sent again after 1, 2, 4, 8, then every 15 seconds. The screen shows the link
-in one line: "connected, last sent 12 s ago · rank 3 of 42", "host unreachable
-(connection refused); retrying in 8 s", or why the host refused.
+in one line: "host: connected, last sent 12 s ago · rank 3 of 42", "host unreachable
+(connection refused) · retry in 8 s", or why the host refused.
 
 The host binds a participant's name to a key: watch makes one the first time it
 joins a host under a name, keeps it in the progress folder (workshop-keys.json) and
@@ -180,20 +180,20 @@ class HostLink:
             self._condition.notify_all()
 
     def status(self, now: float | None = None) -> str:
-        """One line on how the link is doing."""
+        """One line on how the link is doing: `host: connected, last sent 12 s ago · rank 3 of 42`."""
         now = self._clock() if now is None else now
         with self._condition:
             if self.stopped:
                 return self.stopped
-            sent = f"last sent {_ago(now - self.sent_at)} ago" if self.sent_at is not None else "nothing sent yet"
+            sent = f"last sent {_ago(now - self.sent_at)} ago" if self.sent_at is not None else ""
             if self.problem:
-                retry = f"retrying in {max(1, round(self.retry_at - now))} s" if self.pending is not None else ""
-                return "; ".join(part for part in (self.problem, retry, sent) if part)
+                retry = f"retry in {max(1, round(self.retry_at - now))} s" if self.pending is not None else ""
+                return " · ".join(part for part in (self.problem, retry, sent) if part)
             if self.sent_at is None:
-                line = "sending the first result…" if self.pending is not None else "waiting for the first run"
+                line = "host: sending the first result…" if self.pending is not None else "host: waiting for a run"
             else:
-                line = f"connected, {sent}" + (f" · {self.rank}" if self.rank else "")
-            return line + (f" · the host refused the last result: {self.refused}" if self.refused else "")
+                line = f"host: connected, {sent}" + (f" · {self.rank}" if self.rank else "")
+            return line + (f" · refused the last result: {self.refused}" if self.refused else "")
 
     def close(self, patience: float = SEND_TIMEOUT + 2) -> bool:
         """Send what is waiting now, waiting at most `patience` seconds; True once nothing is left unsent."""
@@ -242,11 +242,11 @@ class HostLink:
             rank, of = answer.get("rank"), answer.get("participants")
             self.rank = f"rank {rank} of {of}" if isinstance(rank, int) and isinstance(of, int) else ""
         elif status == 401:
-            self.stopped = f"the host refused the token ({reason}): check --token"
+            self.stopped = f"host refused the token ({reason}): check --token"
         elif status == 410:
-            self.stopped = f"the host's session has ended ({reason})"
+            self.stopped = f"host: the session has ended ({reason})"
         elif status == 409 and answer.get("code") == "name-taken":
-            self.stopped = reason
+            self.stopped = f"host: {reason}"
         elif finished:  # this result will never be accepted; the next one may be
             self.problem, self.refused = "", reason
         else:  # the network, or the host busy (429, 503) or failing (500): try again later

@@ -21,7 +21,7 @@ rewritten after every finished run, so a leaderboard can read it live.
 With --join and --token (printed by `python scoreboard.py host`), every result is also
 sent to the workshop's host, from a thread of its own (harness/join.py): a host that is
 down or slow never holds up the watch. The screen shows how the link is doing
-("connected, last sent 12 s ago", "host unreachable (...); retrying in 8 s"); at the end
+("host: connected, last sent 12 s ago", "host unreachable (...) · retry in 8 s"); at the end
 watch waits a few seconds at most for the last result to reach the host.
 
 Exit code: 0 when the watch ends by time-up or Ctrl-C (or SIGTERM, SIGHUP) and
@@ -246,7 +246,7 @@ def render_frame(session: Session, running: bool, queued: bool, width: int, now:
         status = "idle"
     head.append(f"Status: {status}")
     if session.link is not None:
-        head.append(shorten(f"Host: {session.link.status()}", width))
+        head.append(shorten(session.link.status(), width))
     watching = [f"Watching {_shown(session.student_dir)}/: save a file to run again, Ctrl-C to stop."]
     if session.clock_started_before and session.clock_start:
         watching.append(f"(this kata's clock started earlier, at {session.clock_start}; "
@@ -487,7 +487,7 @@ def watch(session: Session, screen: Screen, poll: float, timeout: float, signals
             linked = session.link is not None and session.link.changes != link_changes
             if linked:
                 link_changes = session.link.changes
-                screen.note(f"[{format_clock(math.ceil(left))} left] host: {session.link.status()}")
+                screen.note(f"[{format_clock(math.ceil(left))} left] {session.link.status()}")
             if ran or (screen.tty and (saved or linked or second != shown_second)):
                 screen.show(render_frame(session, runner.running, bool(queued), screen.width, now, screen.height))
                 shown_second = second
@@ -527,7 +527,7 @@ def _print(lines: list[str]) -> None:
 def _last_sent(link: join_module.HostLink) -> str:
     """Wait briefly for the last result to reach the host; say whether it did."""
     if link.close():
-        return f"Sent to the workshop host ({link.status()})."
+        return "Sent to the workshop host" + (f" ({link.rank})." if link.rank else ".")
     return (f"The workshop host did not get the last result ({link.status()}); "
             "the result file above has it: hand that in.")
 

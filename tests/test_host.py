@@ -31,7 +31,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import join, stubs
+from harness import host as host_module
+from harness import join, stubs, watch
 from harness import manifest as manifest_module
 from harness.grades import validate_result
 from harness.runs import find_target
@@ -331,11 +332,28 @@ def watch_with_a_host_down(folder: Path) -> dict:
             "host": second_out}
 
 
+def a_session_that_ends(folder: Path) -> dict:
+    """A six-second session with two seconds of grace: a result in time, one in the grace, one too late."""
+    host = start_host(folder, 0, "--minutes", "0.1", "--grace", "2")
+    person = Person("Last Minute", "127.0.4.1")
+    seen = {"in time": send_as(person, host, 1)}
+    host.wait_for("Time is up.")
+    seen["in the grace"] = send_as(person, host, 2)
+    host.wait_for("Final board")
+    seen["too late"] = send_as(person, host, 3)
+    seen["page"] = call(host, "GET", "/")
+    seen["board"] = json.loads((folder / "board.json").read_text(encoding="utf-8"))
+    seen["code"] = host.stop()
+    seen["out"] = host.out
+    return seen
+
+
 @pytest.fixture(scope="module")
-def watch_scenario(tmp_path_factory):
-    pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(watch_with_a_host_down, tmp_path_factory.mktemp("watch-join"))
-    yield future
+def scenarios(tmp_path_factory):
+    """Scenarios that mostly wait, started together in the background (the load test starts them)."""
+    pool = ThreadPoolExecutor(max_workers=2)
+    yield {"watch": pool.submit(watch_with_a_host_down, tmp_path_factory.mktemp("watch-join")),
+           "ending": pool.submit(a_session_that_ends, tmp_path_factory.mktemp("ending"))}
     pool.shutdown(wait=True)
 
 
@@ -345,7 +363,7 @@ LATENCIES: list[float] = []
 
 
 @pytest.mark.timeout(90)
-def test_sixty_participants_at_once_lose_nothing_and_cross_nothing(room, watch_scenario):
+def test_sixty_participants_at_once_lose_nothing_and_cross_nothing(room, scenarios):
     """For about ten seconds each participant sends a result every half second or so, its checkpoints
     going green at its own pace; meanwhile the projector page is fetched four times a second."""
     stop = threading.Event()
@@ -706,17 +724,60 @@ def test_the_projector_page_shows_all_sixty_participants_at_1280_by_800(room, tm
 
 # -- the participant's side ------------------------------------------------------------------------------------
 
-def test_a_watch_joined_to_a_host_that_is_down_keeps_working_and_delivers_once_it_is_up(watch_scenario):
-    seen = watch_scenario.result(timeout=80)
+def test_a_watch_joined_to_a_host_that_is_down_keeps_working_and_delivers_once_it_is_up(scenarios):
+    seen = scenarios["watch"].result(timeout=80)
     assert seen["code"] == 0, seen["out"]
     down = seen["down"]
-    assert "host: host unreachable (connection refused)" in down, down
+    assert "left] host unreachable (connection refused) · retry in" in down, down
     assert "Status: idle" in down and "0/6" in down  # the kata ran and was shown while the host was down
     assert seen["arrived"] is not None and seen["arrived"] < 20, seen
     (entry,) = seen["standings"]["standings"]
     assert entry["participant"] == "Ada Tester" and entry["created_at"] == seen["result"]["created_at"]
-    assert "Sent to the workshop host (connected" in seen["out"], seen["out"]
+    assert "Sent to the workshop host (rank 1 of 1)." in seen["out"], seen["out"]
     assert "Traceback" not in seen["out"] + seen["host"]
+
+
+def test_when_the_time_is_up_the_last_results_come_in_then_the_final_board_stays(scenarios):
+    seen = scenarios["ending"].result(timeout=60)
+    assert (seen["in time"].status, seen["in time"].body["state"]) == (200, "running")
+    assert (seen["in the grace"].status, seen["in the grace"].body["state"]) == (200, "time is up")
+    assert seen["too late"].status == 410 and "results are no longer accepted" in seen["too late"].body["error"]
+    assert seen["board"]["state"] == "ended"
+    assert [(e["participant"], e["checkpoints_done"]) for e in seen["board"]["standings"]] == [("Last Minute", 2)]
+    page = seen["page"].text
+    assert "final standings" in page and 'http-equiv="refresh"' not in page and "--join" not in page
+    assert seen["code"] == 0 and "Traceback" not in seen["out"]
+
+
+def test_watch_refuses_join_options_that_cannot_work(capsys):
+    for args, words in ((["--join", "http://127.0.0.1:9"], "--join and --token go together"),
+                        (["--token", "abcdef"], "--join and --token go together"),
+                        (["--join", "file:///etc/passwd", "--token", "abcdef"], "the address the host printed"),
+                        (["--join", "http://127.0.0.1:9", "--token", "a b"], "--token should be"),
+                        (["--join", "http://127.0.0.1:9", "--token", "abcdef", "--impl", "reference"],
+                         "refuses the reference")):
+        with pytest.raises(SystemExit) as stop:
+            watch.main(["01", *args])
+        assert stop.value.code == 2 and words in capsys.readouterr().err, args
+    assert watch.main(["01", "--join", "http://127.0.0.1:9", "--token", "abcdef", "--name", "<b>Ada</b>"]) == 2
+    assert "cannot show the name '<b>Ada</b>'" in capsys.readouterr().err
+
+
+def test_the_watch_screen_shows_the_host_line_within_its_width(tmp_path):
+    link = join.HostLink("http://h:1", "t0k3n", "k" * 20, send=FakeHost([(None, {}, "connection refused")]))
+    session = watch.Session(TENSOR, manifest_module.load(), "student", 2.0, "Ada", tmp_path / "out.json", tmp_path,
+                            launched=1000.0, link=link)
+    link.submit({"n": 1})
+    wait_until(lambda: link.failures == 1)
+    frame = watch.render_frame(session, running=False, queued=False, width=60, now=1010.0, height=23)
+    (line,) = [line for line in frame.splitlines() if line.startswith("host unreachable")]
+    assert line == "host unreachable (connection refused) · retry in 1 s", frame
+    assert len(line) <= 60
+
+
+def test_the_join_command_names_the_address_the_host_is_bound_to():
+    assert host_module.room_address("10.1.2.3") == "10.1.2.3"
+    assert host_module.room_address("0.0.0.0")  # the default route's address, or the host name; nothing is sent
 
 
 class FakeHost:
@@ -740,15 +801,16 @@ def wait_until(condition, seconds: float = 10) -> None:
 def test_the_link_says_connected_last_sent_or_host_unreachable_and_retries():
     fake = FakeHost([(None, {}, "connection refused"), (200, {"rank": 2, "participants": 5}, "")])
     link = join.HostLink("http://h:1", "t0k3n", "k" * 20, send=fake)
-    assert link.status() == "waiting for the first run"
+    assert link.status() == "host: waiting for a run"
     link.submit({"n": 1})
     wait_until(lambda: link.failures == 1)
-    assert link.status().startswith("host unreachable (connection refused); retrying in 1 s; nothing sent yet")
+    assert link.status() == "host unreachable (connection refused) · retry in 1 s"
     link.submit({"n": 2})  # a newer result replaces the one waiting
     wait_until(lambda: link.sent_at is not None)
     assert fake.sent == [{"n": 1}, {"n": 2}]
-    assert link.status() == "connected, last sent 0 s ago · rank 2 of 5"
-    assert link.status(now=link.sent_at + 12) == "connected, last sent 12 s ago · rank 2 of 5"
+    assert link.status() == "host: connected, last sent 0 s ago · rank 2 of 5"
+    assert link.status(now=link.sent_at + 12) == "host: connected, last sent 12 s ago · rank 2 of 5"
+    assert link.status(now=link.sent_at + 150) == "host: connected, last sent 2 min ago · rank 2 of 5"
     assert link.close(patience=1) is True
 
 
@@ -758,7 +820,7 @@ def test_the_link_stops_on_a_wrong_token_or_a_taken_name_and_skips_a_refused_res
     link = join.HostLink("http://h:1", "t0k3n", "k" * 20, send=refused)
     link.submit({"n": 1})
     wait_until(lambda: link.refused)
-    assert link.pending is None and "the host refused the last result: a run of the reference" in link.status()
+    assert link.pending is None and "refused the last result: a run of the reference" in link.status()
     link.submit({"n": 2})
     wait_until(lambda: link.sent_at is not None)
     assert link.refused == "" and link.close(patience=1)
