@@ -49,15 +49,15 @@ import hmac
 import json
 import math
 import secrets
-import shutil
 import signal
 import socket
 import sys
 import threading
 import time
 import traceback
+import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -101,6 +101,11 @@ def _utc(stamp: float) -> str:
     return datetime.fromtimestamp(stamp, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _printable(text: str) -> str:
+    """`text` with control and formatting characters replaced: a request's bytes cannot move the cursor."""
+    return "".join("\ufffd" if unicodedata.category(c).startswith("C") else c for c in text)
+
+
 def _digest(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
@@ -130,7 +135,6 @@ class Workshop:
     grace: float = GRACE_SECONDS
     participants: dict = field(default_factory=dict)  # same_person(name) -> Participant, in joining order
     version: int = 0  # counts accepted results: the page is drawn again when it changes
-    log_stream: object = None
 
     def __post_init__(self):
         self._lock = threading.RLock()  # the participants and the version
@@ -151,7 +155,7 @@ class Workshop:
 
         Raises ValueError (the message says why) when the folder holds what cannot be resumed."""
         path = folder / "session.json"
-        if new and path.exists():
+        if new and folder.exists() and any(folder.iterdir()):
             moved = folder.with_name(f"{folder.name}-{datetime.now():%Y%m%d-%H%M%S}")
             folder.rename(moved)
             said = f"The earlier session was moved to {moved}. "
@@ -210,7 +214,8 @@ class Workshop:
             progress.write_json(self.folder / "session.json", data)
 
     def log(self, line: str) -> None:
-        """A line on the host's terminal and in host.log."""
+        """A line on the host's terminal and in host.log (what a request carried cannot move the cursor)."""
+        line = "\n".join(_printable(part[:1000]) for part in line.splitlines())
         stamped = f"{time.strftime('%H:%M:%S')}  {line}"
         with self._log_lock:
             try:
@@ -441,8 +446,9 @@ class Connection:
             return True
 
 
-def _raw_answer(status: str, reason: str) -> bytes:
-    body = json.dumps({"accepted": False, "code": status.split()[0], "error": reason}).encode() + b"\n"
+def _raw_answer(status: str, code: str, reason: str) -> bytes:
+    """A whole HTTP answer, for a connection the server refuses before any handler reads it."""
+    body = json.dumps({"accepted": False, "code": code, "error": reason}).encode() + b"\n"
     return (f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             f"Connection: close\r\n\r\n").encode() + body
 
@@ -462,7 +468,8 @@ class HostServer(ThreadingHTTPServer):
         self.connections: dict[socket.socket, Connection] = {}
         self._connections_lock = threading.Lock()
         self._said_busy: dict[str, float] = {}  # address -> when its refusals were last logged
-        self.join_line = ""
+        self.join_line = ""  # on the page: how to join, without the token
+        self.refresh = PAGE_REFRESH
         self.on_tick = None  # called from the serving loop, a few times a second
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
@@ -480,7 +487,7 @@ class HostServer(ThreadingHTTPServer):
             reason = "too many connections open at once" + (f" from {address}" if not crowded else "")
             self.quietly_log(address, f"refused a connection from {address}: {reason}")
             try:
-                request.send(_raw_answer("503 Service Unavailable", reason), _DONT_WAIT)
+                request.send(_raw_answer("503 Service Unavailable", "busy", reason), _DONT_WAIT)
             except OSError:
                 pass
             self.shutdown_request(request)
@@ -501,11 +508,14 @@ class HostServer(ThreadingHTTPServer):
             if connection.reap():  # still sending headers: a slow sender or a half-open connection
                 self.quietly_log(connection.address, f"refused {connection.address}: the request did not arrive "
                                                      f"within {self.request_seconds:g} s")
-                _close(sock, _raw_answer("408 Request Timeout", f"the request did not arrive within "
-                                                                f"{self.request_seconds:g} s"))
+                _close(sock, _raw_answer("408 Request Timeout", "timeout", f"the request did not arrive "
+                                                                           f"within {self.request_seconds:g} s"))
             elif now - connection.opened > self.request_seconds + 30:  # a client that never reads the answer
                 _close(sock, b"")
         self.limiter.forget_idle(now)
+        for address, said in list(self._said_busy.items()):
+            if now - said > 60:
+                del self._said_busy[address]
         if self.on_tick is not None:
             self.on_tick()
 
@@ -629,7 +639,7 @@ class Handler(BaseHTTPRequestHandler):
     def _get(self) -> None:
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
-            page = self.server.workshop.page(self.server.join_line)
+            page = self.server.workshop.page(self.server.join_line, refresh=self.server.refresh)
             self._send(200, "text/html", page)
         elif path == STANDINGS_PATH:
             self._check_token()
@@ -781,12 +791,16 @@ def _stop(signum, frame):
     raise _Stop(signal.Signals(signum).name)
 
 
+def join_command(workshop: Workshop, url: str, token: str) -> str:
+    """What participants type (with the session's length when it is not the kata's usual one)."""
+    extra = f" --minutes {workshop.minutes:g}" if workshop.minutes != workshop.target.minutes else ""
+    return f"python scoreboard.py watch {workshop.target.id} --join {url} --token {token}{extra}"
+
+
 def _banner(workshop: Workshop, said: str, url: str, host: str, bind: str) -> list[str]:
     target, now = workshop.target, time.time()
-    extra = f" --minutes {workshop.minutes:g}" if workshop.minutes != target.minutes else ""
     lines = [f"TinyTorch Katas · workshop host · {target.label} · {workshop.clock_line(now)}", said, "",
-             "Participants type:",
-             f"  python scoreboard.py watch {target.id} --join {url} --token {workshop.token}{extra}", "",
+             "Participants type:", f"  {join_command(workshop, url, workshop.token)}", "",
              f"Projector page:  {url}/",
              f"Standings JSON:  curl -H \"Authorization: Bearer {workshop.token}\" {url}{STANDINGS_PATH}",
              f"Session folder:  {workshop.folder}/ (results/ now; board.html and board.json when it stops)",
@@ -830,7 +844,8 @@ def main(argv: list[str]) -> int:
         return 2
     host = room_address(args.bind)
     url = f"http://{f'[{host}]' if ':' in host else host}:{server.server_address[1]}"
-    server.join_line = f"Join: python scoreboard.py watch {target.id} --join {url} --token (ask the host)"
+    server.join_line = f"Join: {join_command(workshop, url, '(ask the host)')}"
+    server.refresh = args.refresh
     print("\n".join(_banner(workshop, said, url, host, args.bind)), flush=True)
     server.on_tick = _clock_keeper(workshop)
     previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGTERM, signal.SIGHUP)}

@@ -232,7 +232,7 @@ class HostLink:
         """Update the link from one attempt's outcome (called with the condition held)."""
         now = self._clock()
         reason = answer.get("error") if isinstance(answer.get("error"), str) else ""
-        reason = " ".join(reason.split())[:200] or (f"HTTP {status}" if status else "")
+        reason = _plain(reason)[:200] or (f"HTTP {status}" if status else "")
         stopping = status in (401, 410) or (status == 409 and answer.get("code") == "name-taken")
         finished = status == 200 or (status is not None and 400 <= status < 500 and status not in (408, 429))
         if finished and not stopping and self.pending is result:  # a newer one may have come: it still goes
@@ -254,6 +254,11 @@ class HostLink:
             delay = BACKOFF[min(self.failures, len(BACKOFF)) - 1]
             self.retry_at = now + max(delay, _retry_after(answer, status))
             self.problem = f"host unreachable ({problem})" if status is None else f"host busy ({reason})"
+
+
+def _plain(text: str) -> str:
+    """What a host said, on one line, without characters that could move the participant's cursor."""
+    return "".join("\ufffd" if unicodedata.category(c).startswith("C") else c for c in " ".join(text.split()))
 
 
 def _retry_after(answer: dict, status: int | None) -> float:

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from harness import host as host_module
-from harness import join, stubs, watch
+from harness import join, leaderboard, stubs, watch
 from harness import manifest as manifest_module
 from harness.grades import validate_result
 from harness.runs import find_target
@@ -344,6 +344,7 @@ def a_session_that_ends(folder: Path) -> dict:
     seen["page"] = call(host, "GET", "/")
     seen["board"] = json.loads((folder / "board.json").read_text(encoding="utf-8"))
     seen["code"] = host.stop()
+    seen["leaderboard"] = leaderboard.gather([str(folder / "results")], "01_tensor")
     seen["out"] = host.out
     return seen
 
@@ -531,6 +532,7 @@ def test_a_hostile_body_is_refused_with_its_reason(guarded, case):
     answer = post(host, body, secrets.token_urlsafe(24), "127.0.3.1")
     assert answer.status == status and words in answer.body["error"], (answer.status, answer.body)
     assert answer.body["accepted"] is False
+    assert "\x1b" not in host.out and "\u202e" not in host.out  # what a request carried cannot move the cursor
     assert_unaffected(host, honest)
 
 
@@ -744,6 +746,8 @@ def test_when_the_time_is_up_the_last_results_come_in_then_the_final_board_stays
     assert seen["too late"].status == 410 and "results are no longer accepted" in seen["too late"].body["error"]
     assert seen["board"]["state"] == "ended"
     assert [(e["participant"], e["checkpoints_done"]) for e in seen["board"]["standings"]] == [("Last Minute", 2)]
+    ranked, skipped = seen["leaderboard"]  # the results folder, as `scoreboard.py leaderboard` reads it
+    assert skipped == [] and [(e.participant, e.done) for _, e in ranked] == [("Last Minute", 2)]
     page = seen["page"].text
     assert "final standings" in page and 'http-equiv="refresh"' not in page and "--join" not in page
     assert seen["code"] == 0 and "Traceback" not in seen["out"]
