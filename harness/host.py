@@ -85,6 +85,7 @@ MAX_PARTICIPANTS = 500
 SESSION_FORMAT = "tinytorch-host-session"
 STANDINGS_FORMAT = "tinytorch-standings"
 RUNNING, TIME_UP, ENDED = "running", "time is up", "ended"
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 _DONT_WAIT = getattr(socket, "MSG_DONTWAIT", 0)  # a refusal is a few bytes: it never needs to wait
 
 
@@ -461,7 +462,7 @@ class HostServer(ThreadingHTTPServer):
     request_queue_size = 128  # a room connecting at once must not wait for a second try
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], workshop: Workshop, request_seconds: float = REQUEST_SECONDS):
+    def __init__(self, address: tuple[str, int], workshop: Workshop | None, request_seconds: float = REQUEST_SECONDS):
         self.workshop = workshop
         self.request_seconds = request_seconds
         self.limiter = RateLimiter()
@@ -831,35 +832,43 @@ def main(argv: list[str]) -> int:
     folder = args.folder or Path("workshop") / target.id
     try:
         lock = _hold(folder)
-        workshop, said = Workshop.open(folder, target, args.minutes, args.grace, args.new)
     except (ValueError, OSError) as error:
         print(error, file=sys.stderr)
         return 2
-    try:
-        server = HostServer((args.bind, args.port), workshop, args.request_timeout)
+    try:  # the port first: a session starts its clock only once it can be served
+        server = HostServer((args.bind, args.port), None, args.request_timeout)
     except OSError as error:
         print(f"cannot serve on {args.bind}:{args.port}: {error.strerror or error}"
               + (" (another host running? choose another --port)" if "in use" in str(error) else ""),
               file=sys.stderr)
         return 2
+    try:
+        workshop, said = Workshop.open(folder, target, args.minutes, args.grace, args.new)
+    except (ValueError, OSError) as error:
+        server.server_close()
+        print(error, file=sys.stderr)
+        return 2
+    server.workshop = workshop
     host = room_address(args.bind)
     url = f"http://{f'[{host}]' if ':' in host else host}:{server.server_address[1]}"
     server.join_line = f"Join: {join_command(workshop, url, '(ask the host)')}"
     server.refresh = args.refresh
     print("\n".join(_banner(workshop, said, url, host, args.bind)), flush=True)
     server.on_tick = _clock_keeper(workshop)
-    previous = {signum: signal.signal(signum, _stop) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    # Ctrl-C too: a host started in the background of a script would otherwise ignore it
+    previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
     try:
         server.serve_forever(poll_interval=0.25)
     except (KeyboardInterrupt, _Stop):
         pass
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the board is written whole, whatever is pressed now
+        for signum in STOP_SIGNALS:  # the board is written whole, whatever is pressed now
+            signal.signal(signum, signal.SIG_IGN)
         server.close_connections()
-        server.server_close()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        server.server_close()  # waits for the requests under way: what they acknowledge is on disk
     _write_board(workshop, final=workshop.state() == ENDED)
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
     lock.close()
     return 0
 
@@ -888,7 +897,7 @@ def _write_board(workshop: Workshop, final: bool) -> None:
         workshop.log(f"cannot write the board in {workshop.folder}: {error}")
         return
     ranked = workshop.ranked()
-    text = leaderboard.render_text(ranked, [], workshop.target.id)
+    text = leaderboard.render_text(ranked, [], workshop.target.id) if ranked else "No participant has sent a result."
     what = "Final board" if final else "The board so far (the same command resumes the session)"
     workshop.log(f"{what}:\n{text}\nWritten: {html_path}, {json_path}, and the results in {workshop.results_dir}/ "
                  f"(python scoreboard.py leaderboard {workshop.results_dir} reads them).")

@@ -169,7 +169,6 @@ class HostLink:
         self.refused = ""  # why the host refused the last result it was sent
         self.stopped = ""  # why nothing more will be sent (a wrong token, a taken name, the end)
         self.changes = 0  # counts status changes, for a log that prints each once
-        self._closing = False
         self._thread = threading.Thread(target=self._run, name="host-link", daemon=True)
         self._thread.start()
 
@@ -199,7 +198,6 @@ class HostLink:
         """Send what is waiting now, waiting at most `patience` seconds; True once nothing is left unsent."""
         deadline = self._clock() + patience
         with self._condition:
-            self._closing = True
             self.retry_at = 0.0  # no more backing off: one last try now
             self._condition.notify_all()
             while self.pending is not None and not self.stopped and self._clock() < deadline:
@@ -243,9 +241,7 @@ class HostLink:
             self.rank = f"rank {rank} of {of}" if isinstance(rank, int) and isinstance(of, int) else ""
         elif status == 401:
             self.stopped = f"host refused the token ({reason}): check --token"
-        elif status == 410:
-            self.stopped = f"host: the session has ended ({reason})"
-        elif status == 409 and answer.get("code") == "name-taken":
+        elif stopping:  # the session has ended, or the name is someone else's
             self.stopped = f"host: {reason}"
         elif finished:  # this result will never be accepted; the next one may be
             self.problem, self.refused = "", reason
@@ -253,7 +249,8 @@ class HostLink:
             self.failures += 1
             delay = BACKOFF[min(self.failures, len(BACKOFF)) - 1]
             self.retry_at = now + max(delay, _retry_after(answer, status))
-            self.problem = f"host unreachable ({problem})" if status is None else f"host busy ({reason})"
+            self.problem = (f"host unreachable ({problem})" if status is None
+                            else f"host busy ({reason})" if status in (429, 503) else f"host error ({reason})")
 
 
 def _plain(text: str) -> str:

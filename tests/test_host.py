@@ -838,7 +838,7 @@ def test_the_link_stops_on_a_wrong_token_or_a_taken_name_and_skips_a_refused_res
     assert link.refused == "" and link.close(patience=1)
     for answer, words in (((401, {"error": "wrong session token"}, ""), "refused the token"),
                           ((409, {"code": "name-taken", "error": "the name 'Ada' is taken"}, ""), "is taken"),
-                          ((410, {"error": "the session ended"}, ""), "session has ended")):
+                          ((410, {"error": "the session ended at 10:30"}, ""), "host: the session ended")):
         link = join.HostLink("http://h:1", "t0k3n", "k" * 20, send=FakeHost([answer]))
         link.submit({"n": 1})
         wait_until(lambda: link.stopped)
