@@ -18,7 +18,8 @@ those katas' checkpoints.
 Every file is checked before it counts. A file that is missing, not a regular file,
 larger than MAX_BYTES, not UTF-8, not JSON (truncated, NaN, Infinity, numbers too big
 to be real, nesting too deep), or not a valid result (harness.grades.validate_result)
-is named with the reason on stderr and in the page, and skipped. A result of the
+is named with the reason on stderr, and skipped; the page names it too, by its file
+name alone and the kind of problem (no folders, no parser's details). A result of the
 reference implementation is skipped too: it says nothing about a participant. Nothing
 in a file is ever run; names are shown as text (control characters replaced, long
 names clipped) and escaped in the HTML. When one participant has several files, the
@@ -27,7 +28,9 @@ as skipped.
 
 The board is printed as a table. `--html OUT` also writes one self-contained page (no
 scripts, no external files) in large type for a projector, written whole through a
-temporary file; `--refresh SECONDS` makes the browser reload it that often. Regenerate
+temporary file; with more than a dozen participants the first ten keep the large type
+and the rest follow in compact columns, so that sixty fit a 1280x800 projector.
+`--refresh SECONDS` makes the browser reload it that often. Regenerate
 it in a loop while the workshop runs, for example:
 
     while true; do python scoreboard.py leaderboard results/ --html board.html --refresh 10; sleep 10; done
@@ -60,6 +63,8 @@ MAX_DIGITS = 15  # no count in a real result file comes near this many digits
 NAME_WIDTH = 40  # characters of a name shown in the text table
 PAGE_NAME_WIDTH = 60  # and in the page
 REASON_WIDTH = 160
+# The page runs nothing and loads nothing: its only style is inline.
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 
 
 class BadFile(Exception):
@@ -85,8 +90,14 @@ class Entry:
 
 @dataclass
 class Skipped:
-    source: str
+    source: str  # the file as given: shown on the terminal, never on the page
     reason: str
+    brief: str = ""  # the reason as the room may see it; default: the reason up to its first ": "
+
+    @property
+    def for_the_room(self) -> tuple[str, str]:
+        """(file name, reason) without the folders the file is in or a parser's details."""
+        return Path(self.source).name, self.brief or self.reason.split(": ", 1)[0]
 
 
 # -- text that is safe to show ------------------------------------------------------
@@ -184,17 +195,27 @@ def read_result(path: Path) -> dict:
         os.close(descriptor)
     if len(raw) > MAX_BYTES:
         raise BadFile(f"too large (over {MAX_BYTES} bytes)")
+    return check_result(parse_json(raw))
+
+
+def parse_json(raw: bytes):
+    """`raw` as JSON that could be a result: UTF-8, no NaN or Infinity, no number too big to be
+    real, not nested too deeply. Raises BadFile saying what is wrong."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise BadFile(f"not UTF-8 text (byte {error.start})") from None
     try:
-        data = json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
+        return json.loads(text, parse_constant=_refuse_constant, parse_int=_bounded_int,
                           parse_float=_finite_float)
     except RecursionError:
         raise BadFile("nested too deeply to be a result") from None
     except ValueError as error:
         raise BadFile(f"not valid JSON: {error}") from None
+
+
+def check_result(data) -> dict:
+    """`data` if it is a valid result of a participant's code; raises BadFile saying why not."""
     problems = validate_result(data)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -206,24 +227,24 @@ def read_result(path: Path) -> dict:
 
 # -- one participant's standing ----------------------------------------------------------
 
-def _moment(text: str) -> datetime:
+def moment(text: str) -> datetime:
     """A result file's time (validated: ISO-8601 ending in Z) as an aware UTC datetime."""
     try:
-        moment = datetime.fromisoformat(text[:-1])
+        when = datetime.fromisoformat(text[:-1])
     except ValueError:
         raise BadFile(f"unreadable time {text!r}") from None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    if when.tzinfo is None:
+        return when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc)
 
 
 def _time_taken(katas: list[dict]) -> float | None:
     """Seconds from the earliest clock start to the latest first-green of a done checkpoint."""
-    starts = [_moment(k["started_at"]) for k in katas if k["started_at"]]
+    starts = [moment(k["started_at"]) for k in katas if k["started_at"]]
     greens = [c["first_green_at"] for k in katas for c in k["checkpoints"] if c["done"]]
     if not starts or not greens or None in greens:
         return None
-    seconds = (max(_moment(g) for g in greens) - min(starts)).total_seconds()
+    seconds = (max(moment(g) for g in greens) - min(starts)).total_seconds()
     return seconds if seconds >= 0 else None
 
 
@@ -234,7 +255,7 @@ def entry_for(data: dict, source: str, kata: str | None) -> Entry:
     return Entry(
         participant=data["participant"].strip(),
         source=source,
-        created_at=_moment(data["created_at"]),
+        created_at=moment(data["created_at"]),
         done=done,
         total=sum(k["checkpoints_total"] for k in katas) if katas else None,
         seconds=_time_taken(katas) if done else None,
@@ -242,7 +263,8 @@ def entry_for(data: dict, source: str, kata: str | None) -> Entry:
     )
 
 
-def _same_person(name: str) -> str:
+def same_person(name: str) -> str:
+    """A name as it identifies a person: `Ada  LOVELACE ` and `ada lovelace` are one participant."""
     return " ".join(name.split()).casefold()
 
 
@@ -251,13 +273,14 @@ def keep_newest(entries: list[Entry]) -> tuple[list[Entry], list[Skipped]]:
     the later one on a tie; the others are skipped."""
     newest: dict[str, Entry] = {}
     for entry in entries:
-        held = newest.get(_same_person(entry.participant))
+        held = newest.get(same_person(entry.participant))
         if held is None or entry.created_at >= held.created_at:
-            newest[_same_person(entry.participant)] = entry
-    kept = [e for e in entries if newest[_same_person(e.participant)] is e]
+            newest[same_person(entry.participant)] = entry
+    kept = [e for e in entries if newest[same_person(e.participant)] is e]
     older = [Skipped(e.source, f"an older result for the same participant ({shown(e.participant, NAME_WIDTH)}); "
-                               f"{newest[_same_person(e.participant)].source} is ranked")
-             for e in entries if newest[_same_person(e.participant)] is not e]
+                               f"{newest[same_person(e.participant)].source} is ranked",
+                     f"an older result for the same participant ({shown(e.participant, NAME_WIDTH)})")
+             for e in entries if newest[same_person(e.participant)] is not e]
     return kept, older
 
 
@@ -317,16 +340,27 @@ def render_text(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: s
     return "\n".join(lines)
 
 
+# Up to ONE_TABLE rows the page is one table in large type. With more participants (a room of 60
+# on a 1280x800 projector), the first TOP_ROWS keep the large table and the rest follow in compact
+# columns, so that everyone is on the screen at once.
+ONE_TABLE, TOP_ROWS, REST_ROWS_PER_COLUMN, MAX_COLUMNS = 12, 10, 13, 5
+
 STYLE = """
 body { font-family: system-ui, sans-serif; font-size: clamp(16px, 1.9vw, 40px); margin: 1em 3vw;
        background: #fff; color: #111; }
+body.many { font-size: clamp(14px, min(2.3vh, 1.5vw), 40px); margin: .6em 2vw; }
 h1 { font-size: 1.6em; margin: 0; }
 .meta { color: #555; margin: 0 0 1em; }
+body.many .meta { margin: 0 0 .4em; }
+.clock { font-weight: 700; margin: .2em 0; }
+.join { margin: .2em 0 .4em; font-family: ui-monospace, monospace; font-size: .8em; color: #333;
+        overflow-wrap: anywhere; }
 table { border-collapse: collapse; width: 100%; table-layout: fixed; }
 th { text-align: left; font-size: .7em; text-transform: uppercase; letter-spacing: .05em; color: #555;
      border-bottom: 3px solid #111; padding: .2em .4em; }
 td { padding: .25em .4em; border-bottom: 1px solid #ddd; white-space: nowrap; overflow: hidden;
      text-overflow: ellipsis; }
+body.many td { padding: .12em .4em; }
 tbody tr:nth-child(even) { background: #f4f4f4; }
 tr.top td { font-weight: 700; }
 col.rank { width: 3.5em; } col.done { width: 10em; } col.time { width: 6.5em; } col.hints { width: 4.5em; }
@@ -335,6 +369,15 @@ col.rank { width: 3.5em; } col.done { width: 10em; } col.time { width: 6.5em; } 
 .bar { display: inline-block; width: 5em; height: .45em; margin-left: .5em; vertical-align: middle;
        background: #ddd; }
 .bar span { display: block; height: 100%; background: #1a7f37; }
+ol.rest { list-style: none; margin: .5em 0 0; padding: 0; column-gap: 1.2em; font-size: .85em;
+          column-rule: 1px solid #ddd; }
+ol.rest li { display: flex; gap: .45em; break-inside: avoid; padding: .08em .2em; white-space: nowrap;
+             border-bottom: 1px solid #eee; }
+ol.rest .rank { min-width: 1.8em; color: #555; }
+ol.rest .name { flex: 1; min-width: 0; overflow: hidden; text-overflow: ellipsis; }
+ol.rest .done, ol.rest .time { font-variant-numeric: tabular-nums; }
+ol.rest .time { color: #555; }
+.cols-4 { columns: 4; } .cols-5 { columns: 5; }
 .empty { font-size: 1.3em; color: #555; }
 #skipped { margin-top: 2em; font-size: .6em; color: #555; }
 #skipped h2 { font-size: 1.2em; margin: 0 0 .3em; }
@@ -359,34 +402,60 @@ def _row(place: int, entry: Entry) -> str:
             f'<td class="time">{e(clock(entry.seconds))}</td><td class="hints">{entry.hints}</td></tr>')
 
 
+def _compact(place: int, entry: Entry) -> str:
+    """One participant below the top rows: rank, name, checkpoints and time on one short line."""
+    e = html.escape
+    return (f'<li><span class="rank">{place}</span><span class="name">{e(shown(entry.participant, PAGE_NAME_WIDTH))}'
+            f'</span><span class="done">{e(checkpoints(entry))}</span><span class="time">{e(clock(entry.seconds))}'
+            f'</span></li>')
+
+
+def ranking_html(ranked: list[tuple[int, Entry]]) -> str:
+    """The ranking: one table, or with many participants the top rows and compact columns for the rest."""
+    if not ranked:
+        return '<p class="empty">No valid result file to rank yet.</p>'
+    top, rest = (ranked, []) if len(ranked) <= ONE_TABLE else (ranked[:TOP_ROWS], ranked[TOP_ROWS:])
+    rows = "\n".join(_row(place, entry) for place, entry in top)
+    body = f'<table id="ranking">\n{TABLE_HEAD}\n<tbody>\n{rows}\n</tbody>\n</table>'
+    if rest:
+        columns = min(MAX_COLUMNS, max(4, math.ceil(len(rest) / REST_ROWS_PER_COLUMN)))
+        items = "\n".join(_compact(place, entry) for place, entry in rest)
+        body += f'\n<ol id="rest" class="rest cols-{columns}">\n{items}\n</ol>'
+    return body
+
+
 def render_html(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: str | None,
-                refresh: int | None = None, now: datetime | None = None) -> str:
-    """One self-contained page: inline style, no scripts, every text from a file escaped."""
+                refresh: int | None = None, now: datetime | None = None, heading: str = "Leaderboard",
+                lines: tuple[tuple[str, str], ...] = ()) -> str:
+    """One self-contained page: inline style, no scripts, every text from a file escaped.
+
+    `lines` are (class, text) pairs shown under the heading (a live workshop's clock, how to
+    join). A skipped file is named without its folders, with the kind of problem, never a
+    parser's details.
+    """
     e = html.escape
     now = now or datetime.now(timezone.utc)
     reload = f'<meta http-equiv="refresh" content="{int(refresh)}">\n' if refresh else ""
-    if ranked:
-        rows = "\n".join(_row(place, entry) for place, entry in ranked)
-        body = f'<table id="ranking">\n{TABLE_HEAD}\n<tbody>\n{rows}\n</tbody>\n</table>'
-    else:
-        body = '<p class="empty">No valid result file to rank yet.</p>'
+    many = ' class="many"' if len(ranked) > ONE_TABLE else ""
+    extra = "".join(f'<p class="{e(kind)}">{e(text)}</p>\n' for kind, text in lines)
     bad = ""
     if skipped:
-        items = "\n".join(f"<li><code>{e(s.source)}</code>: {e(s.reason)}</li>" for s in skipped)
+        items = "\n".join(f"<li><code>{e(name)}</code>: {e(reason)}</li>"
+                          for name, reason in (s.for_the_room for s in skipped))
         bad = f'\n<section id="skipped"><h2>Skipped files</h2>\n<ul>\n{items}\n</ul></section>'
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-{reload}<title>Leaderboard</title>
+{reload}<title>{e(heading)}</title>
 <style>{STYLE}</style>
 </head>
-<body>
-<h1>Leaderboard</h1>
-<p class="meta">{e(summary(kata, ranked, skipped))} · updated {now:%H:%M:%S} UTC</p>
-{body}{bad}
+<body{many}>
+<h1>{e(heading)}</h1>
+{extra}<p class="meta">{e(summary(kata, ranked, skipped))} · updated {now:%H:%M:%S} UTC</p>
+{ranking_html(ranked)}{bad}
 </body>
 </html>
 """

@@ -3,6 +3,7 @@
     python scoreboard.py watch 01_tensor                 the kata's workshop minutes (from the manifest)
     python scoreboard.py watch 01 --minutes 20 --scaffold
     python scoreboard.py watch 01 --name "Ada" --out results/ada.json
+    python scoreboard.py watch 01 --join http://10.0.0.5:8765 --token 7f3a91c204be   (a live workshop)
 
 The kata runs once at the start, then again whenever a `.py` file of the learner's
 `tinytorch/` (or TINYTORCH_STUDENT_DIR) is saved. Saves are found by polling each
@@ -16,6 +17,12 @@ up, or on Ctrl-C, the running test process is stopped, a summary is printed and
 the result file (docs/result-format.md) is written, atomically, to
 `.progress/results/<name>-<kata>.json` unless --out says otherwise. It is also
 rewritten after every finished run, so a leaderboard can read it live.
+
+With --join and --token (printed by `python scoreboard.py host`), every result is also
+sent to the workshop's host, from a thread of its own (harness/join.py): a host that is
+down or slow never holds up the watch. The screen shows how the link is doing
+("host: connected, last sent 12 s ago", "host unreachable (...) · retry in 8 s"); at the end
+watch waits a few seconds at most for the last result to reach the host.
 
 Exit code: 0 when the watch ends by time-up or Ctrl-C (or SIGTERM, SIGHUP) and
 the result file is written; 1 when it cannot be written; 2 for a bad request;
@@ -37,6 +44,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness import join as join_module
 from harness import manifest as manifest_module
 from harness import progress, runs
 from harness.grades import build_result, participant_name, repository_commit
@@ -171,6 +179,7 @@ class Session:
     error: str = ""
     history: list = field(default_factory=list)
     runs_done: int = 0
+    link: join_module.HostLink | None = None  # the workshop host results are sent to (--join), if any
 
     @property
     def deadline(self) -> float:
@@ -236,6 +245,8 @@ def render_frame(session: Session, running: bool, queued: bool, width: int, now:
     else:
         status = "idle"
     head.append(f"Status: {status}")
+    if session.link is not None:
+        head.append(shorten(session.link.status(), width))
     watching = [f"Watching {_shown(session.student_dir)}/: save a file to run again, Ctrl-C to stop."]
     if session.clock_started_before and session.clock_start:
         watching.append(f"(this kata's clock started earlier, at {session.clock_start}; "
@@ -408,6 +419,8 @@ def write_result(session: Session, commit: str | None) -> dict:
     result = build_result([last], session.manifest, session.mode, session.participant,
                           history=progress.read_history() if recorded else [],
                           hints=progress.hints_shown() if recorded else {}, commit=commit)
+    if session.link is not None:
+        session.link.submit(result)  # first: a disk that is full must not keep it from the host
     progress.write_json(session.out, result)
     return result
 
@@ -437,6 +450,9 @@ def watch(session: Session, screen: Screen, poll: float, timeout: float, signals
     files = snapshot(session.student_dir)
     queued: list[str] = []  # files saved since the current run started: they need one more run
     shown_second = None
+    link_changes = 0  # the host link's changes already shown
+    if session.link is not None:
+        session.link.wake = wake
 
     session.launched = time.monotonic()  # the clock counts from the first run
 
@@ -468,7 +484,11 @@ def watch(session: Session, screen: Screen, poll: float, timeout: float, signals
                 with signals.critical():
                     runner.start()
             second = math.ceil(left)
-            if ran or (screen.tty and (saved or second != shown_second)):
+            linked = session.link is not None and session.link.changes != link_changes
+            if linked:
+                link_changes = session.link.changes
+                screen.note(f"[{format_clock(math.ceil(left))} left] {session.link.status()}")
+            if ran or (screen.tty and (saved or linked or second != shown_second)):
                 screen.show(render_frame(session, runner.running, bool(queued), screen.width, now, screen.height))
                 shown_second = second
             # sleep until the next poll, the next tick of the clock or the end of a run, whichever is first
@@ -490,11 +510,26 @@ def finish(session: Session, reason: str, cut_short: bool, commit: str | None) -
         written = f"Result file: {_shown(session.out)}"
     except OSError as error:
         code, written = 1, f"Could not write the result file {session.out}: {error}"
+    _print(summary_lines(session, reason, cut_short, result, written))
+    if session.link is not None:
+        _print([f"Sending the last result to the workshop host (at most {join_module.SEND_TIMEOUT + 2:g} s)…"])
+        _print([_last_sent(session.link)])
+    return code
+
+
+def _print(lines: list[str]) -> None:
     try:
-        print("\n".join(summary_lines(session, reason, cut_short, result, written)), flush=True)
+        print("\n".join(lines), flush=True)
     except OSError:  # the terminal went away (SIGHUP): the file is what matters
         pass
-    return code
+
+
+def _last_sent(link: join_module.HostLink) -> str:
+    """Wait briefly for the last result to reach the host; say whether it did."""
+    if link.close():
+        return "Sent to the workshop host" + (f" ({link.rank})." if link.rank else ".")
+    return (f"The workshop host did not get the last result ({link.status()}); "
+            "the result file above has it: hand that in.")
 
 
 # -- the command line -------------------------------------------------------------------------
@@ -527,6 +562,10 @@ def parse_args(argv):
     parser.add_argument("--restart", action="store_true",
                         help="start the kata's clock afresh: first greens and hints from before (a practice "
                              "run) no longer count")
+    parser.add_argument("--join", default=None, metavar="URL",
+                        help="a live workshop: send every result to the host at URL (printed by "
+                             "`python scoreboard.py host`), in the background")
+    parser.add_argument("--token", default=None, metavar="T", help="the workshop's token, with --join")
     args = parser.parse_args(argv)
     if args.minutes is not None and not (0 < args.minutes <= 24 * 60):
         parser.error(f"--minutes must be more than 0 and at most a day, got {args.minutes:g}")
@@ -538,6 +577,18 @@ def parse_args(argv):
         parser.error(f"--out names a file to write, and {args.out} is a folder")
     if args.scaffold and args.impl not in (None, "scaffold"):
         parser.error(f"--scaffold and --impl={args.impl} contradict each other; choose one")
+    if (args.join is None) != (args.token is None):
+        parser.error("--join and --token go together: python scoreboard.py watch KATA --join URL --token T "
+                     "(the host prints the whole command)")
+    if args.join is not None:
+        try:
+            args.join = join_module.base_url(args.join)
+        except ValueError as error:
+            parser.error(str(error))
+        if not join_module.TOKEN_PATTERN.fullmatch(args.token):
+            parser.error(f"--token should be the letters and digits the host printed, got {args.token!r}")
+        if args.impl == "reference":
+            parser.error("--join sends your own code's results; a host refuses the reference's")
     return args
 
 
@@ -586,10 +637,22 @@ def _watch_and_finish(args, signals: Signals) -> int:
         return 2
     manifest, target, mode, student_dir = found
     participant = participant_name(args.name)
+    problem = join_module.name_problem(participant) if args.join else None
+    if problem:
+        print(f"The workshop host cannot show the name {participant!r}: {problem}. Choose another with --name.",
+              file=sys.stderr)
+        return 2
     minutes = args.minutes if args.minutes is not None else float(target.minutes)
     session = Session(target, manifest, mode, minutes, participant,
                       args.out or default_out(participant, target), student_dir)
     commit = repository_commit()
+    if args.join:
+        try:
+            key = join_module.participant_key(args.join, participant)
+        except OSError as error:
+            print(f"cannot keep the workshop key in {progress.progress_dir()}: {error}", file=sys.stderr)
+            return 1
+        session.link = join_module.HostLink(args.join, args.token, key)
     _start_clock(session, signals, restart=args.restart)
     screen = Screen()
     try:

@@ -346,10 +346,13 @@ class Page(HTMLParser):
     def __init__(self, text: str):
         super().__init__(convert_charrefs=True)
         self.tags, self.attributes, self.rows, self.title, self._cell, self._in_title = [], [], [], "", None, False
+        self.compact_names, self._name = [], None
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
+        if tag == "span" and ("class", "name") in attrs:  # a participant in the compact columns
+            self._name = ""
         self.attributes += [name for name, _ in attrs]
         if tag == "tr":
             self.rows.append([])
@@ -358,12 +361,17 @@ class Page(HTMLParser):
         self._in_title = tag == "title"
 
     def handle_endtag(self, tag):
+        if tag == "span" and self._name is not None:
+            self.compact_names.append(self._name)
+            self._name = None
         if tag == "td":
             self.rows[-1].append(self._cell)
             self._cell = None
         self._in_title = False
 
     def handle_data(self, data):
+        if self._name is not None:
+            self._name += data
         if self._cell is not None:
             self._cell += data
         if self._in_title:
@@ -385,6 +393,29 @@ def test_the_page_is_self_contained_and_shows_every_name_as_text(workshop, tmp_p
     assert "&lt;script&gt;document.title=&#x27;pwned&#x27;&lt;/script&gt;" in text
     assert "refresh" not in text
     assert 'id="skipped"' in text and all(name in text for name in BAD_NAMES)
+
+
+def test_the_page_names_a_skipped_file_without_its_folder_or_the_parsers_details(workshop, tmp_path):
+    page_path = tmp_path / "board.html"
+    assert main([str(workshop), "--html", str(page_path)]) == 0
+    text = page_path.read_text(encoding="utf-8")
+    assert str(workshop) not in text and str(tmp_path) not in text
+    assert "Expecting" not in text and "(char " not in text  # json's own words stay on the terminal
+    assert "<code>malformed.json</code>: not valid JSON</li>" in text
+    assert "<code>linus.json</code>: an older result for the same participant (Linus)</li>" in text
+
+
+def test_sixty_participants_are_all_on_the_page_the_first_ten_in_large_type(tmp_path):
+    folder = tmp_path / "room"
+    folder.mkdir()
+    for number in range(60):
+        write(folder, f"p{number:02d}.json", result(f"Participant {number:02d}", kata("01_tensor", [1 + number])))
+    page_path = tmp_path / "board.html"
+    assert main([str(folder), "--html", str(page_path)]) == 0
+    page = Page(page_path.read_text(encoding="utf-8"))
+    assert [row[1] for row in page.ranking] == [f"Participant {n:02d}" for n in range(leaderboard.TOP_ROWS)]
+    rest = [name for name in page.compact_names]
+    assert rest == [f"Participant {n:02d}" for n in range(leaderboard.TOP_ROWS, 60)]
 
 
 def find_chromium() -> str | None:
