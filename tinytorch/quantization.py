@@ -1,0 +1,301 @@
+"""Kata 15 · Quantization: a trained model stored in 8-bit integers, and computed with them.
+
+A float32 number takes 4 bytes. Quantization maps it to one of 2^bits evenly spaced
+levels and keeps only the level's number, an int8, plus how the levels are laid out:
+a `scale` (the step between two levels) and a `zero_point` (the integer that stands
+for 0.0):
+
+    q = clip(round(x / scale) + zero_point, qmin, qmax)     # quantize: float -> int8
+    x ~ (q - zero_point) * scale                            # dequantize: int8 -> float
+
+Every value inside the range comes back within scale / 2 of where it started.
+Symmetric quantization fixes zero_point = 0 and uses [-127, 127]; affine (asymmetric)
+quantization spends all 256 levels on [low, high]. Per-channel quantization gives each
+output channel of a weight its own scale, so one large channel cannot blur the rest.
+
+A quantized layer keeps int8 weights (a quarter of the bytes), quantizes its input with
+a scale calibrated on sample batches, sums the integer products exactly, and rescales
+once at the end with the combined scale:
+
+    qmodel = quantize_model(model, calibration_batches)    # every Linear and Conv2d, in int8
+    logits = qmodel(x)                                     # close to model(x)
+"""
+
+# Kata 15_quantization: each `raise NotImplementedError(...)` below marks code for you to write.
+# Lesson: katas/15_quantization/README.md    Tests: python -m pytest katas/15_quantization
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from tinytorch.autograd import no_grad
+from tinytorch.layers import Linear, Module
+from tinytorch.tensor import Tensor
+
+
+def as_array(x) -> np.ndarray:
+    """The numpy array of a Tensor, or `x` as an array (no copy when none is needed)."""
+    return np.asarray(x.data if isinstance(x, Tensor) else x)
+
+
+def along(values: np.ndarray, axis: int | None, ndim: int) -> np.ndarray:
+    """Per-channel `values` (C,) shaped to broadcast along `axis` of an ndim-D array; per tensor (axis None) as they are.
+
+    along(scale (3,), axis=1, ndim=4) is scale.reshape(1, 3, 1, 1).
+    """
+    if axis is None:
+        return values
+    shape = [1] * ndim
+    shape[axis] = -1
+    return values.reshape(shape)
+
+
+@dataclass
+class Quantized:
+    """Integers and the recipe to read them back: x ~ (values - zero_point) * scale.
+
+    Per tensor (axis None) scale and zero_point are 0-d arrays; per channel they hold one
+    entry for each index along `axis` of `values`.
+    """
+
+    values: np.ndarray  # int8, the shape of the tensor that was quantized
+    scale: np.ndarray  # float32: () per tensor, (C,) per channel
+    zero_point: np.ndarray  # int32, shaped like scale: the integer that stands for 0.0
+    axis: int | None  # the (non-negative) channel axis, or None per tensor
+    bits: int = 8
+    symmetric: bool = False
+
+    @property
+    def shape(self) -> tuple:
+        return self.values.shape
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of everything kept: the integers, the scales and the zero points."""
+        return self.values.nbytes + self.scale.nbytes + self.zero_point.nbytes
+
+
+# -- qparams: a scale and a zero point for a range -------------------------------------------------------
+
+
+def quant_range(bits: int = 8, symmetric: bool = False) -> tuple[int, int]:
+    """(qmin, qmax): the integers a `bits`-bit quantization uses.
+
+    Affine: all 2^bits values, [-2^(bits-1), 2^(bits-1) - 1] ([-128, 127] for 8 bits).
+    Symmetric: the same without the lowest, [-(2^(bits-1) - 1), 2^(bits-1) - 1] ([-127, 127]),
+    so that negating a level is a level too. bits is 2..8 (the integers are stored as int8).
+    """
+    raise NotImplementedError("15_quantization · qparams: refuse bits that are not a whole number in 2..8 (ValueError naming it); qmax = 2^(bits-1) - 1, qmin = -qmax when symmetric, else -qmax - 1")
+
+
+def choose_qparams(low, high, bits: int = 8, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, zero_point) that lay the levels of `bits` over the range [low, high].
+
+    low and high are numbers (per tensor) or arrays (C,) (per channel); the results have
+    their shape: float32 scales and int32 zero points. The range is first widened to
+    contain 0, so that 0.0 is exactly the level zero_point (zero padding, ReLU's zeros and
+    a constant tensor survive) and the zero point lies in [qmin, qmax] without clamping.
+    Symmetric: scale = max(|low|, |high|) / qmax, zero_point 0. Affine: scale =
+    (high - low) / (qmax - qmin), zero_point = round(qmin - low / scale). A range of
+    width 0 (all zeros) gets scale 1: a scale is never 0.
+    """
+    raise NotImplementedError("15_quantization · qparams: refuse a non-finite range or low > high (ValueError); widen [low, high] to contain 0; compute the scale in float64, store it as float32, replace 0 by 1; then the zero point from the stored scale")
+
+
+# -- quantize and dequantize ---------------------------------------------------------------------------
+
+
+def channel_axis(axis, ndim: int, where: str) -> int | None:
+    """`axis` as a non-negative axis of an ndim-D tensor (None stays None: per tensor)."""
+    raise NotImplementedError("15_quantization · quantize: None stays None; an axis that is not an int in [-ndim, ndim) is a ValueError naming it and ndim; otherwise return axis % ndim")
+
+
+def quantize_with(x, scale, zero_point, bits: int = 8, symmetric: bool = False, axis=None) -> Quantized:
+    """Quantize x with a given scale and zero point: clip(round(x / scale) + zero_point, qmin, qmax) as int8.
+
+    Per tensor (axis None) scale and zero_point are single numbers; per channel, arrays of
+    x.shape[axis] entries. Values beyond the range the scale covers saturate at qmin or qmax.
+    x itself is never changed. A scale that is not positive and finite, parameters of the wrong
+    shape, or a zero point outside [qmin, qmax] are ValueErrors that name them.
+    """
+    x = as_array(x)
+    scale = np.asarray(scale, dtype=np.float32)
+    zero_point = np.asarray(zero_point, dtype=np.int32)
+    raise NotImplementedError("15_quantization · quantize: check the axis, the parameters' shape, scale > 0 and finite, zero point in [qmin, qmax]; then round(x / scale) + zero_point (both broadcast along axis), clipped to [qmin, qmax], as int8")
+    return Quantized(values, scale, zero_point, axis, bits, symmetric)
+
+
+def quantize(x, bits: int = 8, symmetric: bool = False, axis=None) -> Quantized:
+    """Quantize x with a scale and zero point chosen from its own range.
+
+    Per tensor (axis None) the range is x's min and max; per channel, the min and max of
+    each slice along `axis` (over every other axis), so each channel gets its own scale.
+    """
+    x = as_array(x)
+    raise NotImplementedError("15_quantization · quantize: the min and max over every axis except `axis` (all of them per tensor; initial=0 so an empty x works), choose_qparams, then quantize_with")
+
+
+def dequantize(q: Quantized) -> np.ndarray:
+    """The float32 values the integers stand for: (values - zero_point) * scale, along q.axis."""
+    raise NotImplementedError("15_quantization · quantize: subtract the zero point in int32 (int8 would wrap), convert to float32, multiply by the scale (both broadcast along q.axis)")
+
+
+# -- calibration: the range of the activations ---------------------------------------------------------
+
+
+def finite_values(x, where: str) -> np.ndarray:
+    """x as an array, after checking it holds no nan or infinity (a ValueError naming `where`)."""
+    raise NotImplementedError("15_quantization · observers: as_array(x); a ValueError naming `where` and the count if any value is nan or infinite")
+
+
+class MinMaxObserver:
+    """Watches batches of activations; their range is the smallest and largest value of all of them."""
+
+    def __init__(self):
+        self.low, self.high = math.inf, -math.inf
+        self.count = 0  # values observed so far
+
+    def observe(self, x) -> None:
+        """Widen the range to hold every value of this batch too (an empty batch changes nothing)."""
+        values = finite_values(x, "MinMaxObserver.observe")
+        raise NotImplementedError("15_quantization · observers: skip an empty batch; otherwise low = min(low, batch min), high = max(high, batch max), count += size")
+
+    def range(self) -> tuple[float, float]:
+        """(low, high) over every batch observed; a ValueError if there was none."""
+        raise NotImplementedError("15_quantization · observers: a ValueError if nothing was observed, else (low, high)")
+
+    def qparams(self, bits: int = 8, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        return choose_qparams(*self.range(), bits=bits, symmetric=symmetric)
+
+
+class PercentileObserver:
+    """Watches batches of activations; their range runs from the (100 - p)-th to the p-th percentile of all values.
+
+    With p = 99.99 the largest and smallest 0.01% of the values fall outside and will clip,
+    instead of stretching the scale for everyone. Keeps every value it sees (a
+    production observer keeps a histogram instead).
+    """
+
+    def __init__(self, percentile: float = 99.99):
+        raise NotImplementedError("15_quantization · observers: refuse a percentile outside (50, 100] (ValueError naming it)")
+        self.percentile = float(percentile)
+        self.batches = []  # a flat copy of each batch observed
+        self.count = 0
+
+    def observe(self, x) -> None:
+        """Keep a flat copy of this batch's values (an empty batch changes nothing)."""
+        values = finite_values(x, "PercentileObserver.observe")
+        raise NotImplementedError("15_quantization · observers: skip an empty batch; otherwise append a flat COPY of the values (the caller may reuse its array) and add to count")
+
+    def range(self) -> tuple[float, float]:
+        """(the (100 - p)-th percentile, the p-th percentile) of every value observed; a ValueError if none was."""
+        raise NotImplementedError("15_quantization · observers: a ValueError if nothing was observed; else the percentiles 100 - p and p of all batches together")
+
+    def qparams(self, bits: int = 8, symmetric: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        return choose_qparams(*self.range(), bits=bits, symmetric=symmetric)
+
+
+# -- integer matmul: exact sums of integer products ------------------------------------------------------
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def integer_matmul(a, b) -> np.ndarray:
+    """a @ b for integer arrays, as int32: every product summed exactly, as an int32 accumulator does.
+
+    Shapes as np.matmul ((..., M, K) @ (..., K, N)). Raises TypeError for non-integer
+    arrays, and OverflowError when K * max|a| * max|b| could pass the int32 maximum.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    raise NotImplementedError("15_quantization · integer_matmul: refuse non-integer dtypes (TypeError) and sums that could pass 2^31 - 1 (OverflowError); multiply as float64, where BLAS is fast and every integer below 2^53 is exact; return int32")
+
+
+# -- quantized layers --------------------------------------------------------------------------------------
+
+
+class QuantizedLinear(Module):
+    """A Linear layer kept in int8: y ~ x @ weight + bias, computed from integer products.
+
+    The weight (in_features, out_features) is quantized symmetrically, per output channel
+    (axis 1, one scale per column) or per tensor. The input is quantized affinely with
+    `input_scale` and `input_zero_point`, calibrated beforehand. The bias stays float32.
+    Nothing else of the float layer is kept. The output is a constant Tensor: a quantized
+    layer is for inference, not training.
+    """
+
+    def __init__(self, linear: Linear, input_scale, input_zero_point, bits: int = 8, per_channel: bool = True):
+        super().__init__()
+        self.in_features, self.out_features, self.bits = linear.in_features, linear.out_features, bits
+        raise NotImplementedError("15_quantization · quantized_linear: self.weight = quantize(the weight's data, bits, symmetric, axis 1 per channel or None); self.bias = a float32 copy of the bias's data (or None); self.input_scale and self.input_zero_point as float32 and int32 arrays")
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of everything the layer keeps: the quantized weight, the bias and the input's scale and zero point."""
+        raise NotImplementedError("15_quantization · quantized_linear: add the weight's nbytes, the bias's (if any), the input scale's and zero point's")
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        raise NotImplementedError("15_quantization · quantized_linear: check the last dimension (ValueError); quantize x with the input's scale and zero point; integer_matmul of (x_q - zero point) and the int8 weight; times input_scale * weight scale; plus the bias")
+        return Tensor.from_op(data.astype(np.float32), "quantized_linear", ())
+
+    def __repr__(self) -> str:
+        per = "channel" if self.weight.axis is not None else "tensor"
+        return (f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
+                f"bits={self.bits}, per_{per})")
+
+
+# -- quantize_model: calibrate, then convert every layer ------------------------------------------------------
+
+QUANTIZABLE = (Linear,)
+
+
+class Calibrating(Module):
+    """Stands in for a layer while calibrating: shows each input to an observer, then runs the layer."""
+
+    def __init__(self, layer: Module, observer):
+        super().__init__()
+        self.layer, self.observer = layer, observer
+
+    def forward(self, x):
+        self.observer.observe(x)
+        return self.layer(x)
+
+
+def replace_layers(model: Module, replace) -> Module:
+    """Put replace(m) in place of every module m of `model`, wherever its parent keeps it.
+
+    A parent keeps a child as an attribute (registered by Module) and sometimes also in a
+    list (Sequential's `layers`); both are updated. `replace` returns its argument for a
+    module to keep; it must return the same object each time it meets the same module.
+    Returns replace(model): the root may be replaced too.
+    """
+    for module in model.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, Module):
+                new = replace(value)
+                if new is not value:
+                    setattr(module, name, new)
+            elif isinstance(value, list):
+                value[:] = [replace(item) if isinstance(item, Module) else item for item in value]
+    return replace(model)
+
+
+def quantize_layer(layer: Module, observer, bits: int, per_channel: bool) -> Module:
+    """The quantized twin of a float layer, its input quantized affinely with the observer's range."""
+    raise NotImplementedError("15_quantization · quantize_model: the observer's affine qparams for `bits`; then QuantizedLinear of the layer with them")
+
+
+def quantize_model(model: Module, calibration_batches, bits: int = 8, per_channel: bool = True,
+                   observer=MinMaxObserver) -> Module:
+    """A copy of `model` with every Linear replaced by its quantized twin; `model` is left as it was.
+
+    Calibration: each layer's input is watched by its own observer (a new `observer()`)
+    while the copy, in eval mode and without a graph, runs every batch of
+    `calibration_batches` (inputs only). A layer that saw no calibration data is a
+    ValueError naming it. The copy is returned in eval mode.
+    """
+    raise NotImplementedError("15_quantization · quantize_model: deep-copy the model; wrap every quantizable layer in Calibrating (one wrapper per layer); eval mode, and under no_grad run every batch; check every observer saw data; replace each wrapper by quantize_layer")
