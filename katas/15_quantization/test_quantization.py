@@ -8,7 +8,7 @@ from harness.budgets import count_calls
 from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor
 from tinytorch.activations import ReLU
 from tinytorch.dataloader import load_digits, train_test_split
-from tinytorch.layers import Linear, Module, Parameter, Sequential
+from tinytorch.layers import Dropout, Linear, Module, Sequential
 from tinytorch.losses import CrossEntropyLoss
 from tinytorch.optimizers import Adam
 from tinytorch.quantization import (
@@ -897,7 +897,7 @@ class TestQuantizedLinear:
                       "QuantizedLinear(16, 8) of (3, 15)")
 
     def test_four_bits(self):
-        """bits=4: weight levels in [-7, 7], the same formula with 4-bit input levels, and a larger error than 8 bits."""
+        """bits=4: weight levels in [-7, 7], inputs (3x beyond the calibrated range) clipped to 4-bit levels [-8, 7], a larger error than 8 bits."""
         layer = float_linear(32, 8, 75)
         x = random_array((10, 32), 76)
         expected = layer(Tensor(x)).data
@@ -905,9 +905,9 @@ class TestQuantizedLinear:
         assert four.weight.values.min() >= -7 and four.weight.values.max() <= 7, (
             f"bits=4 symmetric weight levels lie in [-7, 7], got [{four.weight.values.min()}, {four.weight.values.max()}]")
         scale, zero_point = float(four.input_scale), int(four.input_zero_point)
-        x_q = expected_levels(x, scale, zero_point, -8, 7).astype(np.int64)
+        x_q = expected_levels(3 * x, scale, zero_point, -8, 7).astype(np.int64)
         formula = exact_matmul(x_q - zero_point, four.weight.values) * (scale * four.weight.scale.astype(np.float64))
-        assert_close(four(x), formula + four.bias, "bits=4: the integer formula with 4-bit input levels [-8, 7]",
+        assert_close(four(3 * x), formula + four.bias, "bits=4: the integer formula with 4-bit input levels [-8, 7]",
                      rtol=1e-5, atol=1e-6)
         errors = [np.abs(calibrated(layer, x, bits=bits)(x).data - expected).max() for bits in (8, 4)]
         assert errors[1] > 4 * errors[0], f"max error at 8 bits {errors[0]:.3g}, at 4 bits {errors[1]:.3g}"
@@ -964,16 +964,31 @@ class TestQuantizeModel:
         assert_close(model(Tensor(x_test[:20])), before, "the float model's outputs after quantize_model", rtol=0, atol=0)
 
     def test_every_linear_is_converted(self, digits):
-        """quantize_model(MLP) returns a model in eval mode with no Linear left: QuantizedLinear at positions 0 and 2, and no Parameter."""
+        """quantize_model(MLP in training mode) returns a model in eval mode with no Linear left: QuantizedLinear at 0 and 2, no Parameter."""
         model, calibration, _, _, _ = digits
-        quantized = quantize_model(model, calibration)
+        model.train()
+        try:
+            quantized = quantize_model(model, calibration)
+        finally:
+            model.eval()
         assert isinstance(quantized, Module), f"quantize_model should return a Module, got {type(quantized).__name__}"
         kinds = [type(m).__name__ for m in quantized.modules()]
         assert "Linear" not in kinds and kinds.count("QuantizedLinear") == 2, f"modules after quantize_model: {kinds}"
         assert isinstance(quantized[0], QuantizedLinear) and isinstance(quantized[2], QuantizedLinear), (
             f"quantized[0] and quantized[2] should be QuantizedLinear (Sequential's list too), got {quantized!r}")
         assert quantized.parameters() == [], f"a fully quantized MLP has no Parameters, got {len(quantized.parameters())}"
-        assert not quantized.training, "quantize_model should return the copy in eval mode"
+        assert not any(m.training for m in quantized.modules()), "quantize_model should return the copy in eval mode"
+
+    def test_calibration_runs_in_eval_mode(self):
+        """With Dropout(0.5) in a model left in training mode, the layer after it is calibrated on eval activations (no dropout)."""
+        rng = np.random.default_rng(83)
+        model = Sequential(Linear(8, 16, rng=rng), ReLU(), Dropout(0.5, rng=rng), Linear(16, 4, rng=rng)).train()
+        x = random_array((32, 8), 84)
+        quantized = quantize_model(model, [x])
+        hidden = np.maximum(model[0](Tensor(x)).data, 0)  # what reaches the last Linear in eval mode
+        scale, _ = choose_qparams(hidden.min(), hidden.max())
+        assert_close(quantized[3].input_scale, scale, "the last layer's input scale, calibrated without dropout",
+                     rtol=1e-5)
 
     def test_each_layer_is_calibrated_on_all_batches(self, digits):
         """Layer 0's input range is that of every calibration batch; layer 2's that of the hidden ReLU outputs of every batch.
@@ -999,6 +1014,10 @@ class TestQuantizeModel:
         assert float_accuracy > 0.95, f"the float MLP only reached {float_accuracy:.2%}: the training recipe is broken"
         for per_channel in (True, False):
             quantized = quantize_model(model, calibration, per_channel=per_channel)
+            axis = 1 if per_channel else None
+            assert quantized[0].weight.axis == axis and quantized[2].weight.axis == axis, (
+                f"quantize_model(per_channel={per_channel}): the weights should be quantized with axis {axis}, got "
+                f"{quantized[0].weight.axis} and {quantized[2].weight.axis}")
             got = accuracy(quantized(Tensor(x_test)), y_test)
             print(f"per_channel={per_channel}: float {float_accuracy:.2%}, int8 {got:.2%}")
             assert got >= float_accuracy - 0.01, (
@@ -1020,8 +1039,10 @@ class TestQuantizeModel:
         model = Encoder(np.random.default_rng(80))
         x = random_array((16, 6), 81)
         quantized = quantize_model(model, [x[:8], x[8:]])
-        assert isinstance(quantized.body[0], QuantizedLinear) and isinstance(quantized.body.layers[0], QuantizedLinear), (
-            "the Linear inside the Sequential was not converted (both as child '0' and in its list of layers)")
+        child, listed = getattr(quantized.body, "0"), quantized.body.layers[0]
+        assert isinstance(child, QuantizedLinear) and child is listed, (
+            f"the Linear inside the Sequential should become ONE QuantizedLinear, both its child '0' ({child!r}) and "
+            f"the first of its layers ({listed!r})")
         assert isinstance(quantized.shared, QuantizedLinear) and isinstance(quantized.head, QuantizedLinear), (
             f"every Linear attribute should be converted: {quantized!r}")
         assert [type(m).__name__ for m in quantized.modules()].count("QuantizedLinear") == 3, (

@@ -438,5 +438,5 @@ def quantize_model(model: Module, calibration_batches, bits: int = 8, per_channe
             converted[id(module)] = quantize_layer(module.layer, module.observer, bits, per_channel)
         return converted[id(module)]
 
-    return replace_layers(model, convert)
+    return replace_layers(model, convert).eval()  # the new layers too
     # END SOLUTION
