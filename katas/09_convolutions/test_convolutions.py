@@ -788,6 +788,24 @@ def numpy_im2col_conv_step(x, w, b, grad):
     return out, grad_padded[:, :, 1:-1, 1:-1], grad_w, grad.sum(axis=(0, 2, 3))
 
 
+def numpy_im2col(x):
+    """im2col for a 3x3 kernel, stride 1, padding 1, as plain numpy: one strided view, one copy."""
+    n, c, h, w = x.shape
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1))), (3, 3), axis=(2, 3))
+    return np.ascontiguousarray(windows.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * 9, h * w)
+
+
+def numpy_col2im(cols, shape):
+    """col2im for a 3x3 kernel, stride 1, padding 1, as plain numpy: nine strided adds."""
+    n, c, h, w = shape
+    cols = cols.reshape(n, c, 3, 3, h, w)
+    padded = np.zeros((n, c, h + 2, w + 2), dtype=cols.dtype)
+    for i in range(3):
+        for j in range(3):
+            padded[:, :, i:i + h, j:j + w] += cols[:, :, i, j]
+    return padded[:, :, 1:-1, 1:-1]
+
+
 @pytest.mark.checkpoint("optimize")
 class TestOptimize:
     def test_flop_count(self):
@@ -795,6 +813,32 @@ class TestOptimize:
         n, o, ho, wo = conv2d_shape((32, 3, 32, 32), (16, 3, 3, 3), 1, 1)
         flops = 2 * n * ho * wo * o * 3 * 3 * 3
         assert flops == 28_311_552, f"expected 28,311,552 multiply-adds x2, got {flops:,} (output {(n, o, ho, wo)})"
+
+    @pytest.mark.budget
+    def test_no_python_loop_over_pixels_or_images(self):
+        """im2col and col2im of one 96x96 image and of 512 4x4 images each take at most 3x plain numpy (3x3, padding 1).
+
+        Hint: a loop over output positions costs one Python step per pixel, 9,216 for a 96x96 image;
+        a loop over images one per image. Let sliding_window_view and strided slices do the walking:
+        the only loop left is over the kh*kw kernel offsets in col2im.
+        """
+        rng = np.random.default_rng(102)
+        for shape in ((1, 1, 96, 96), (512, 1, 4, 4)):
+            x = rng.standard_normal(shape, dtype=np.float32)
+            cols = numpy_im2col(x)
+            assert_close(im2col(x, 3, 1, 1), cols, f"im2col of {shape}", rtol=0, atol=0)
+            assert_close(col2im(cols, shape, 3, 1, 1), numpy_col2im(cols, shape), f"col2im of {shape}")
+            for what, candidate, baseline in (("im2col", lambda: im2col(x, 3, 1, 1), lambda: numpy_im2col(x)),
+                                              ("col2im", lambda: col2im(cols, shape, 3, 1, 1),
+                                               lambda: numpy_col2im(cols, shape))):
+                for attempt in range(3):  # a loop over pixels or images fails every attempt, by far
+                    try:
+                        assert_time_ratio(candidate, baseline, budget=3.0,
+                                          what=f"{what} of {shape} float32, 3x3 kernel, padding 1, vs numpy")
+                        break
+                    except AssertionError:
+                        if attempt == 2:
+                            raise
 
     @pytest.mark.budget
     def test_forward_peak_memory_is_the_columns_and_the_output(self):
