@@ -35,7 +35,7 @@ implementation.install("reference")
 import itertools  # noqa: E402
 
 from tinytorch.activations import ReLU, softmax  # noqa: E402
-from tinytorch.convolutions import avg_pool2d, batch_norm2d, conv2d, max_pool2d  # noqa: E402
+from tinytorch.convolutions import avg_pool2d, batch_norm2d, col2im, conv2d, im2col, max_pool2d  # noqa: E402
 from tinytorch.layers import Linear, Sequential  # noqa: E402
 from tinytorch.losses import cross_entropy  # noqa: E402
 from tinytorch.optimizers import Adam  # noqa: E402
@@ -230,6 +230,12 @@ def float64_options(torch, rng) -> bool:
         pairs = run(lambda *t: conv2d(*t[:len(arrays)], stride=stride, padding=padding),
                     lambda *t: torch.nn.functional.conv2d(*t[:len(arrays)], stride=stride, padding=padding), arrays)
         errors["conv2d"] = max(errors.get("conv2d", 0.0), worst(pairs))
+        x, kernel, size = arrays[0], (kh, kw), (h, w)
+        cols = rng.standard_normal(im2col(x, kernel, stride, padding).shape)
+        unfold = torch.nn.functional.unfold(torch.from_numpy(x), kernel, stride=stride, padding=padding).numpy()
+        fold = torch.nn.functional.fold(torch.from_numpy(cols), size, kernel, stride=stride, padding=padding).numpy()
+        errors["im2col, col2im (unfold, fold)"] = max(errors.get("im2col, col2im (unfold, fold)", 0.0), worst(
+            [(im2col(x, kernel, stride, padding), unfold), (col2im(cols, x.shape, kernel, stride, padding), fold)]))
     pool_cases = list(itertools.product([(7, 7), (6, 9)], [2, 3, (2, 3)], [None, 1, 2, (1, 2)], [0, 1, (1, 0)]))
     inputs = [lambda shape: rng.standard_normal(shape), lambda shape: np.round(rng.standard_normal(shape)),
               lambda shape: np.where(rng.random(shape) < 0.7, -np.inf, rng.standard_normal(shape))]
