@@ -99,10 +99,10 @@ def conv2d_loops(x, weight, bias=None, stride=1, padding=0) -> np.ndarray:
     out = np.zeros((n, o, ho, wo), dtype=np.result_type(x, weight))
     for image in range(n):
         for channel in range(o):
-            for y in range(ho):
-                for x_ in range(wo):
-                    window = padded[image, :, y * sh:y * sh + kh, x_ * sw:x_ * sw + kw]  # (C, kh, kw)
-                    out[image, channel, y, x_] = np.sum(window * weight[channel])
+            for row in range(ho):
+                for col in range(wo):
+                    window = padded[image, :, row * sh:row * sh + kh, col * sw:col * sw + kw]  # (C, kh, kw)
+                    out[image, channel, row, col] = np.sum(window * weight[channel])
     if bias is not None:
         out += np.asarray(bias).reshape(1, o, 1, 1)
     return out
