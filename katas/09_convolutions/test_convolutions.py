@@ -842,7 +842,7 @@ class TestOptimize:
 
     @pytest.mark.budget
     def test_forward_peak_memory_is_the_columns_and_the_output(self):
-        """conv2d forward of (32, 3, 32, 32) -> 16, 3x3, padding 1 peaks under the im2col matrix + the output + one padded input.
+        """conv2d forward of (32, 3, 32, 32) -> 16, 3x3, padding 1 peaks under the im2col matrix + the output + a padded input.
 
         Hint: the bias added with `data = data + bias` makes a second output-sized array: add it in
         place. A Python list of windows, a float64 copy or a second copy of the columns shows up too.
@@ -854,12 +854,12 @@ class TestOptimize:
         conv2d(x, w, b, 1, 1)  # warm up
         peak, out = peak_bytes(lambda: conv2d(x, w, b, 1, 1))
         columns, output, padded = 32 * 27 * 1024 * 4, 32 * 16 * 1024 * 4, 32 * 3 * 34 * 34 * 4
-        budget = columns + output + padded
+        budget = columns + output + padded + 2**16  # and 64 KiB for small arrays
         assert out.dtype == np.float32, f"the output should stay float32, got {out.dtype}"
         assert peak <= budget, (
             f"conv2d forward, (32, 3, 32, 32) float32 -> 16 channels: peak memory {peak / 2**20:.2f} MiB; the budget is "
             f"{budget / 2**20:.2f} MiB: the im2col matrix ({columns / 2**20:.2f} MiB) + the output "
-            f"({output / 2**20:.2f} MiB) + one padded input ({padded / 2**20:.2f} MiB)")
+            f"({output / 2**20:.2f} MiB) + one padded input ({padded / 2**20:.2f} MiB) + 64 KiB")
 
     @pytest.mark.budget
     def test_forward_and_backward_within_3x_of_numpy(self):
