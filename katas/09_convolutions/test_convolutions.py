@@ -522,6 +522,19 @@ class TestPooling:
         assert_close(mixed.grad, np.array([[0.0, 1.0], [0.0, 0.0]]).reshape(1, 1, 2, 2),
                      "x.grad of max_pool2d of [[-inf, 2], [-inf, -inf]]")
 
+    def test_max_pool_propagates_nan(self):
+        """A window holding a NaN outputs NaN and sends its gradient to the NaN; the other windows are unaffected."""
+        data = GRID.copy()
+        data[0, 0, 1, 0] = np.nan
+        x = Tensor(data, dtype=np.float64, requires_grad=True)
+        out = max_pool2d(x, 2)
+        assert np.isnan(out.data[0, 0, 0, 0]), f"the window holding a NaN should output NaN, got {out.data[0, 0, 0, 0]}"
+        assert_close(out.data[0, 0].ravel()[1:], [8.0, 9.0, 7.0], "the other three windows of the grid")
+        out.backward(np.array([10.0, 20.0, 30.0, 40.0]).reshape(1, 1, 2, 2))
+        assert x.grad[0, 0, 1, 0] == 10.0 and x.grad[0, 0, 0, 1] == 0.0, (
+            f"the first window's gradient should go to the NaN at (1, 0), not to the 5 at (0, 1); "
+            f"got {x.grad[0, 0, :2, :2]}")
+
     def test_max_pool_overlapping_windows_add_their_gradients(self):
         """A peak that is the maximum of several overlapping 3x3 windows receives the sum of their gradients."""
         data = np.zeros((1, 1, 4, 4))
