@@ -104,7 +104,9 @@ class TestLoops:
     def test_conv2d_shape(self):
         """conv2d_shape((2, 3, 7, 6), (5, 3, 3, 2), stride 2, padding 1) is (2, 5, 4, 4): batch, filters, Ho, Wo."""
         got = conv2d_shape((2, 3, 7, 6), (5, 3, 3, 2), 2, 1)
-        assert tuple(got) == (2, 5, 4, 4), f"conv2d_shape: expected (2, 5, 4, 4), got {got!r}"
+        assert isinstance(got, tuple) and all(type(v) is int for v in got), \
+            f"conv2d_shape should return a tuple of ints, got {got!r}"
+        assert got == (2, 5, 4, 4), f"conv2d_shape: expected (2, 5, 4, 4), got {got!r}"
 
     def test_input_is_not_modified(self):
         """conv2d_loops leaves its input and weight exactly as they were (padding makes a new array)."""
@@ -383,10 +385,12 @@ class TestConv2d:
                   w, seed=50, name="conv2d of a transposed view")
 
     def test_two_convolutions_in_a_row(self):
-        """A stack conv2d(conv2d(x, w1, padding 1), w2, stride 2) has exact gradients for x, w1 and w2."""
+        """conv2d(conv2d(x, w1, padding 1), w2, stride 2) has exact gradients; so does one weight used twice (they add up)."""
         gradcheck(lambda x, w1, w2: conv2d(conv2d(x, w1, None, 1, 1), w2, None, 2, 0),
                   random_array((2, 2, 5, 5), 51), random_array((3, 2, 3, 3), 52), random_array((2, 3, 3, 3), 53),
                   seed=54, name="conv2d of conv2d")
+        gradcheck(lambda x, w: conv2d(conv2d(x, w, None, 1, 1), w, None, 2, 1), random_array((1, 2, 4, 4), 55),
+                  random_array((2, 2, 3, 3), 56), seed=57, name="the same weight in two conv2d layers")
 
     def test_bias_of_the_wrong_shape(self):
         """A bias of shape (4,) for 3 filters is a ValueError naming (4,) and the 3 it should have."""
@@ -591,6 +595,17 @@ class TestPooling:
             out.backward(np.ones(out.shape, np.float32))
             assert x.grad.dtype == np.float32, f"x.grad of {pool.__name__} of float32: got {x.grad.dtype}"
 
+    def test_non_contiguous_input(self):
+        """Pooling a transposed view gives what pooling its values as a fresh array gives, and gradients of its shape."""
+        view = random_array((2, 2, 5, 4), 71).transpose(0, 1, 3, 2)  # (2, 2, 4, 5)
+        for pool in (max_pool2d, avg_pool2d):
+            x = Tensor(view, dtype=np.float64, requires_grad=True)
+            out = pool(x, 2, 1, 1)
+            assert_close(out, pool(Tensor(np.ascontiguousarray(view), dtype=np.float64), 2, 1, 1),
+                         f"{pool.__name__} of a transposed view", rtol=0, atol=0)
+            out.backward(np.ones(out.shape))
+            assert_shape(x.grad, (2, 2, 4, 5), f"x.grad of {pool.__name__} of a transposed view")
+
     def test_flatten(self):
         """Flatten turns (2, 3, 4, 5) into (2, 60) with Tensor.reshape (recorded, so the gradient flows back)."""
         data = random_array((2, 3, 4, 5), 67)
@@ -768,6 +783,17 @@ class TestBatchNorm:
         fresh.load_state_dict(trained.state_dict())
         x = Tensor(random_array((2, 3, 2, 2), 98))
         assert_close(fresh.eval()(x), trained.eval()(x), "eval outputs after load_state_dict", rtol=0, atol=0)
+
+    def test_large_offset_in_float32(self):
+        """Channels around 1e4 with spread 1, in float32, still normalise to mean 0 and variance 1.
+
+        Hint: E[x^2] - E[x]^2 subtracts two numbers near 1e8 that float32 holds to about 8: the
+        variance drowns. Subtract the mean first, then square (what np.var does).
+        """
+        data = (random_array((4, 2, 3, 3), 99) + np.array([1e4, -3e3]).reshape(1, 2, 1, 1)).astype(np.float32)
+        out = BatchNorm2d(2)(Tensor(data)).data.astype(np.float64)
+        assert_close(out.mean(axis=(0, 2, 3)), np.zeros(2), "per-channel mean of the output", atol=1e-3)
+        assert_close(out.var(axis=(0, 2, 3)), np.ones(2), "per-channel variance of the output", rtol=1e-2, atol=1e-2)
 
     def test_wrong_channel_count(self):
         """A (2, 4, 3, 3) input for BatchNorm2d(3) is a ValueError naming the shape and 3."""
