@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.autograd import no_grad
+from tinytorch.convolutions import Conv2d, conv2d_shape, im2col
 from tinytorch.layers import Linear, Module
 from tinytorch.tensor import Tensor
 
@@ -217,40 +218,77 @@ def integer_matmul(a, b) -> np.ndarray:
 # -- quantized layers --------------------------------------------------------------------------------------
 
 
-class QuantizedLinear(Module):
-    """A Linear layer kept in int8: y ~ x @ weight + bias, computed from integer products.
+class QuantizedLayer(Module):
+    """What a quantized layer keeps, and how it reads its input.
 
-    The weight (in_features, out_features) is quantized symmetrically, per output channel
-    (axis 1, one scale per column) or per tensor. The input is quantized affinely with
-    `input_scale` and `input_zero_point`, calibrated beforehand. The bias stays float32.
-    Nothing else of the float layer is kept. The output is a constant Tensor: a quantized
-    layer is for inference, not training.
+    The float layer's weight, quantized symmetrically (zero points 0): per output channel,
+    one scale for each index along `channel_axis` of the weight, or per tensor. Its bias,
+    a float32 copy. The scale and zero point the input is quantized with (affine,
+    calibrated beforehand). Nothing else of the float layer is kept: no float weight, no
+    Parameter. Quantized layers are for inference; their outputs are constant Tensors.
     """
 
-    def __init__(self, linear: Linear, input_scale, input_zero_point, bits: int = 8, per_channel: bool = True):
+    def __init__(self, layer: Module, input_scale, input_zero_point, bits: int, per_channel: bool, channel_axis: int):
         super().__init__()
-        self.in_features, self.out_features, self.bits = linear.in_features, linear.out_features, bits
-        raise NotImplementedError("15_quantization · quantized_linear: self.weight = quantize(the weight's data, bits, symmetric, axis 1 per channel or None); self.bias = a float32 copy of the bias's data (or None); self.input_scale and self.input_zero_point as float32 and int32 arrays")
+        self.bits = bits
+        raise NotImplementedError("15_quantization · quantized_linear: self.weight = quantize(layer.weight.data, bits, symmetric, axis channel_axis per channel or None); self.bias = a float32 copy of the bias's data (or None); self.input_scale and self.input_zero_point as float32 and int32 arrays")
 
     @property
     def nbytes(self) -> int:
         """Bytes of everything the layer keeps: the quantized weight, the bias and the input's scale and zero point."""
         raise NotImplementedError("15_quantization · quantized_linear: add the weight's nbytes, the bias's (if any), the input scale's and zero point's")
 
-    def forward(self, x) -> Tensor:
-        x = x if isinstance(x, Tensor) else Tensor(x)
-        raise NotImplementedError("15_quantization · quantized_linear: check the last dimension (ValueError); quantize x with the input's scale and zero point; integer_matmul of (x_q - zero point) and the int8 weight; times input_scale * weight scale; plus the bias")
-        return Tensor.from_op(data.astype(np.float32), "quantized_linear", ())
+    def centered_input(self, x: np.ndarray) -> np.ndarray:
+        """x quantized with the input's scale and zero point, minus the zero point, in int32: x ~ input_scale * centered.
+
+        The centered levels lie in [-255, 255], and 0 stands for exactly 0.0.
+        """
+        raise NotImplementedError("15_quantization · quantized_linear: quantize_with the input's scale, zero point and bits (affine); subtract the zero point in int32")
 
     def __repr__(self) -> str:
         per = "channel" if self.weight.axis is not None else "tensor"
-        return (f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
-                f"bits={self.bits}, per_{per})")
+        return f"{type(self).__name__}(weight {self.weight.shape}, bits={self.bits}, per_{per})"
+
+
+class QuantizedLinear(QuantizedLayer):
+    """A Linear layer kept in int8: y ~ x @ weight + bias, computed from integer products.
+
+    y = input_scale * weight_scale * ((x_q - input_zero_point) @ weight_q) + bias, where the
+    product is summed exactly in integers and the combined scale has one entry per output.
+    """
+
+    def __init__(self, linear: Linear, input_scale, input_zero_point, bits: int = 8, per_channel: bool = True):
+        raise NotImplementedError("15_quantization · quantized_linear: QuantizedLayer's __init__, with the axis of the (in_features, out_features) weight that holds the output channels")
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        raise NotImplementedError("15_quantization · quantized_linear: check the last dimension (ValueError); integer_matmul of the centered input and the int8 weight; times input_scale * weight scale; plus the bias")
+        return Tensor.from_op(data.astype(np.float32), "quantized_linear", ())
+
+
+class QuantizedConv2d(QuantizedLayer):
+    """A Conv2d layer kept in int8: the same integer recipe, over im2col's windows.
+
+    The weight (out_channels, in_channels, kh, kw) has its output channels on axis 0. The
+    input is quantized and centered BEFORE im2col pads it, so that the padding is the level
+    of 0.0, as the float convolution's zero padding is.
+    """
+
+    def __init__(self, conv: Conv2d, input_scale, input_zero_point, bits: int = 8, per_channel: bool = True):
+        raise NotImplementedError("15_quantization · quantized_conv2d: QuantizedLayer's __init__, with the axis of the (out, in, kh, kw) weight that holds the output channels")
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        raise NotImplementedError("15_quantization · quantized_conv2d: the output shape from conv2d_shape (it checks the input); im2col of the centered input; integer_matmul of the (O, C*kh*kw) weight and the columns; times the combined scale per output channel; reshape; plus the bias")
+        return Tensor.from_op(data.astype(np.float32), "quantized_conv2d", ())
 
 
 # -- quantize_model: calibrate, then convert every layer ------------------------------------------------------
 
-QUANTIZABLE = (Linear,)
+QUANTIZABLE = (Linear, Conv2d)
 
 
 class Calibrating(Module):
@@ -286,12 +324,12 @@ def replace_layers(model: Module, replace) -> Module:
 
 def quantize_layer(layer: Module, observer, bits: int, per_channel: bool) -> Module:
     """The quantized twin of a float layer, its input quantized affinely with the observer's range."""
-    raise NotImplementedError("15_quantization · quantize_model: the observer's affine qparams for `bits`; then QuantizedLinear of the layer with them")
+    raise NotImplementedError("15_quantization · quantize_model: the observer's affine qparams for `bits`; then QuantizedConv2d of a Conv2d, QuantizedLinear of a Linear, with them")
 
 
 def quantize_model(model: Module, calibration_batches, bits: int = 8, per_channel: bool = True,
                    observer=MinMaxObserver) -> Module:
-    """A copy of `model` with every Linear replaced by its quantized twin; `model` is left as it was.
+    """A copy of `model` with every Linear and Conv2d replaced by its quantized twin; `model` is left as it was.
 
     Calibration: each layer's input is watched by its own observer (a new `observer()`)
     while the copy, in eval mode and without a graph, runs every batch of

@@ -6,13 +6,16 @@ import pytest
 import tinytorch.quantization as quantization_module
 from harness.budgets import count_calls
 from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor
+from numpy.lib.stride_tricks import sliding_window_view
+
 from tinytorch.activations import ReLU
+from tinytorch.convolutions import Conv2d, Flatten, MaxPool2d
 from tinytorch.dataloader import load_digits, train_test_split
 from tinytorch.layers import Dropout, Linear, Module, Sequential
 from tinytorch.losses import CrossEntropyLoss
 from tinytorch.optimizers import Adam
 from tinytorch.quantization import (
-    MinMaxObserver, PercentileObserver, Quantized, QuantizedLinear, choose_qparams, dequantize, integer_matmul,
+    MinMaxObserver, PercentileObserver, Quantized, QuantizedConv2d, QuantizedLinear, choose_qparams, dequantize, integer_matmul,
     quant_range, quantize, quantize_model, quantize_with,
 )
 from tinytorch.tensor import Tensor
@@ -913,6 +916,113 @@ class TestQuantizedLinear:
         assert errors[1] > 4 * errors[0], f"max error at 8 bits {errors[0]:.3g}, at 4 bits {errors[1]:.3g}"
 
 
+# -- QuantizedConv2d ----------------------------------------------------------------------------------------------
+
+
+def float_conv(in_channels: int, out_channels: int, kernel_size, seed: int, stride=1, padding=0, bias=True) -> Conv2d:
+    conv = Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
+                  rng=np.random.default_rng(seed))
+    if bias:
+        conv.bias.data[...] = random_array((out_channels,), seed + 1, scale=0.1)
+    return conv
+
+
+def conv_formula(layer: QuantizedConv2d, x: np.ndarray) -> np.ndarray:
+    """What a QuantizedConv2d must compute: the centered input zero-padded (0 is 0.0), windows times filters in int64."""
+    scale, zero_point = float(layer.input_scale), int(layer.input_zero_point)
+    centered = expected_levels(x, scale, zero_point, -128, 127).astype(np.int64) - zero_point  # (N, C, H, W)
+    (ph, pw), (sh, sw) = layer.padding, layer.stride
+    padded = np.pad(centered, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    windows = sliding_window_view(padded, layer.weight.shape[2:], axis=(2, 3))[:, :, ::sh, ::sw]  # (N, C, Ho, Wo, kh, kw)
+    accumulated = np.einsum("nchwij,ocij->nohw", windows, layer.weight.values.astype(np.int64))
+    out = accumulated * per_channel(scale * np.asarray(layer.weight.scale, dtype=np.float64),
+                                    None if layer.weight.axis is None else 1, 4)
+    return out if layer.bias is None else out + layer.bias.reshape(1, -1, 1, 1)
+
+
+def calibrated_conv(conv: Conv2d, x: np.ndarray, per_channel: bool = True) -> QuantizedConv2d:
+    return QuantizedConv2d(conv, *choose_qparams(x.min(), x.max()), per_channel=per_channel)
+
+
+@pytest.mark.checkpoint("quantized_conv2d")
+class TestQuantizedConv2d:
+    def test_the_float_layer_and_the_input_are_left_alone(self):
+        """Building a QuantizedConv2d and running it change neither the float Conv2d nor the input."""
+        conv = float_conv(2, 3, 3, 100, padding=1)
+        weight = conv.weight.data.copy()
+        x = random_array((2, 2, 5, 5), 101)
+        before = x.copy()
+        calibrated_conv(conv, x)(x)
+        assert np.array_equal(conv.weight.data, weight), "QuantizedConv2d changed the float layer's weight"
+        assert np.array_equal(x, before), "QuantizedConv2d changed its input"
+
+    def test_an_int8_weight_per_output_channel(self):
+        """QuantizedConv2d(Conv2d(3, 4, 3)): int8 weight (4, 3, 3, 3), symmetric, one scale per output channel (axis 0).
+
+        Hint: a Conv2d weight is (out_channels, in_channels, kh, kw): its output channels are axis 0, unlike Linear's.
+        """
+        conv = float_conv(3, 4, 3, 102)
+        q = calibrated_conv(conv, random_array((2, 3, 6, 6), 103)).weight
+        assert isinstance(q, Quantized) and q.values.dtype == np.int8, "QuantizedConv2d.weight should be a Quantized of int8"
+        assert_shape(q.values, (4, 3, 3, 3), "QuantizedConv2d.weight.values")
+        assert q.axis == 0 and np.shape(q.scale) == (4,), (
+            f"one scale per output channel: axis 0, shape (4,); got axis {q.axis}, scale shape {np.shape(q.scale)}")
+        assert_close(q.scale, np.abs(conv.weight.data).max(axis=(1, 2, 3)) / 127, "scale = max|filter| / 127", rtol=1e-6)
+        per_tensor = QuantizedConv2d(conv, *choose_qparams(-1.0, 1.0), per_channel=False).weight
+        assert per_tensor.axis is None and np.shape(per_tensor.scale) == (), "per_channel=False: one scale"
+
+    def test_the_integer_formula_with_stride_and_padding(self):
+        """Positive inputs (zero point -128), stride (2, 1), padding 1: output = combined scale * integer convolution + bias.
+
+        Hint: quantize and center the input BEFORE padding: im2col pads with 0, and in the centered levels 0 is 0.0. Padding
+        the raw levels x_q with 0 pads with -zero_point * scale, here 128 levels.
+        """
+        conv = float_conv(3, 4, 3, 104, stride=(2, 1), padding=1)
+        x = np.abs(random_array((2, 3, 7, 6), 105)) + 0.2
+        quantized = calibrated_conv(conv, x)
+        assert int(quantized.input_zero_point) == -128, "the premise: positive inputs put 0.0 at level -128"
+        out = assert_made_by_op(lambda: quantized(Tensor(x)), "QuantizedConv2d of (2, 3, 7, 6)", op="quantized_conv2d")
+        assert_tensor(out, "QuantizedConv2d output", shape=(2, 4, 4, 6), dtype=np.float32)
+        assert_close(out, conv_formula(quantized, x), "QuantizedConv2d vs the integer formula", rtol=1e-5, atol=1e-6)
+
+    def test_close_to_the_float_layer(self):
+        """With padding 1, the int8 convolution is within 2% of the float output range, at the border too."""
+        conv = float_conv(4, 6, 3, 106, padding=1)
+        x = np.abs(random_array((3, 4, 6, 6), 107))
+        expected = conv(Tensor(x)).data
+        for per_channel in (True, False):
+            got = calibrated_conv(conv, x, per_channel)(x).data
+            error = np.abs(got - expected).max() / np.abs(expected).max()
+            assert error < 0.02, f"per_channel={per_channel}: max error {error:.3%} of the output range; expected < 2%"
+
+    def test_the_matmul_is_integer(self):
+        """One forward calls integer_matmul exactly once, for every image, filter and position."""
+        quantized = calibrated_conv(float_conv(2, 3, 3, 108), random_array((2, 2, 5, 5), 109))
+        with count_calls(quantization_module, "integer_matmul") as counter:
+            quantized(random_array((4, 2, 5, 5), 110))
+        assert counter.calls == 1, f"integer_matmul was called {counter.calls} times in one forward; expected 1"
+
+    def test_it_keeps_nothing_of_the_float_layer(self):
+        """QuantizedConv2d(Conv2d(32, 32, 3)) owns no Parameter, reports its nbytes honestly, and keeps < 0.27x the float bytes."""
+        conv = float_conv(32, 32, 3, 111)
+        quantized = calibrated_conv(conv, random_array((1, 32, 5, 5), 112))
+        assert quantized.parameters() == [], f"QuantizedConv2d should own no Parameter, it has {len(quantized.parameters())}"
+        walked = kept_bytes(quantized)
+        assert quantized.nbytes == walked, f"nbytes says {quantized.nbytes}, but the layer holds {walked} bytes of arrays"
+        assert walked / float_bytes(conv) <= 0.27, (
+            f"QuantizedConv2d(32, 32, 3) keeps {walked} bytes, {walked / float_bytes(conv):.3f}x the float layer")
+
+    def test_no_bias_and_the_wrong_input(self):
+        """Without a bias the formula has none; an input with 2 channels for a 3-channel filter is a ValueError naming both shapes."""
+        conv = float_conv(3, 2, 2, 113, bias=False)
+        x = random_array((1, 3, 4, 4), 114)
+        quantized = calibrated_conv(conv, x)
+        assert quantized.bias is None, f"a Conv2d without bias keeps bias None, got {quantized.bias!r}"
+        assert_close(quantized(x), conv_formula(quantized, x), "QuantizedConv2d without bias", rtol=1e-5, atol=1e-6)
+        raises_naming(lambda: quantized(np.zeros((1, 2, 4, 4), dtype=np.float32)), ValueError, ["(1, 2, 4, 4)"],
+                      "QuantizedConv2d(3 -> 2) of a (1, 2, 4, 4) input")
+
+
 # -- quantize_model ---------------------------------------------------------------------------------------------
 
 
@@ -1051,6 +1161,19 @@ class TestQuantizeModel:
         root = quantize_model(model.head, [random_array((4, 8), 82)])
         assert isinstance(root, QuantizedLinear), f"quantize_model(Linear) should return a QuantizedLinear, got {root!r}"
 
+    def test_a_cnn(self, digits):
+        """A CNN (Conv2d, ReLU, MaxPool2d, Flatten, Linear) on digit images: its Conv2d and Linear converted, logits within 3%."""
+        _, _, x_test, _, _ = digits
+        images = x_test.reshape(-1, 1, 8, 8)
+        rng = np.random.default_rng(85)
+        model = Sequential(Conv2d(1, 4, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2), Flatten(), Linear(64, 10, rng=rng))
+        quantized = quantize_model(model, [images[:64], images[64:128]])
+        assert isinstance(quantized[0], QuantizedConv2d) and isinstance(quantized[4], QuantizedLinear), (
+            f"expected QuantizedConv2d at 0 and QuantizedLinear at 4: {quantized!r}")
+        expected = model(Tensor(images)).data
+        error = np.abs(quantized(Tensor(images)).data - expected).max() / np.abs(expected).max()
+        assert error < 0.03, f"the int8 CNN's logits differ by up to {error:.2%} of the float range"
+
     def test_observer_and_bits_options(self, digits):
         """observer=lambda: PercentileObserver(99.9) narrows the input ranges; bits=4 gives 4-bit layers and larger errors."""
         model, calibration, x_test, _, _ = digits
@@ -1084,32 +1207,40 @@ class TestQuantizeModel:
 
 # -- optimize -----------------------------------------------------------------------------------------------------
 
-BYTES_BUDGET = 0.27  # the reference keeps 0.257x (int8 weights; per-channel scales, zero points and float32 biases)
+BYTES_BUDGET = 0.27  # the reference keeps 0.254x (int8 weights; per-channel scales, zero points and float32 biases)
+
+
+def budget_model() -> Sequential:
+    """A small CNN whose weights are large enough to dominate: 8x8 images of 8 channels, two convolutions, two Linears."""
+    rng = np.random.default_rng(90)
+    return Sequential(Conv2d(8, 32, 3, padding=1, rng=rng), ReLU(), Conv2d(32, 64, 3, padding=1, rng=rng), ReLU(),
+                      MaxPool2d(2), Flatten(), Linear(64 * 4 * 4, 256, rng=rng), ReLU(), Linear(256, 10, rng=rng))
 
 
 @pytest.mark.checkpoint("optimize")
 class TestOptimize:
     @pytest.mark.budget
     def test_a_quarter_of_the_bytes(self):
-        """An MLP 256-512-512-10 quantized per channel keeps at most 0.27x the bytes of its float32 parameters (measured)."""
-        rng = np.random.default_rng(90)
-        model = Sequential(Linear(256, 512, rng=rng), ReLU(), Linear(512, 512, rng=rng), ReLU(), Linear(512, 10, rng=rng))
-        calibration = [random_array((32, 256), 91 + i) for i in range(2)]
+        """A CNN (two Conv2d, two Linear) quantized per channel keeps at most 0.27x the bytes of its float32 parameters (measured)."""
+        model = budget_model()
+        calibration = [np.abs(random_array((4, 8, 8, 8), 91 + i)) for i in range(2)]
         quantized = quantize_model(model, calibration)
         kept, original = kept_bytes(quantized), float_bytes(model)
         ratio = kept / original
         print(f"float32 {original} bytes, int8 {kept} bytes: {ratio:.4f}x")
         assert ratio <= BYTES_BUDGET, (
-            f"the quantized MLP keeps {kept} bytes, {ratio:.3f}x the float model's {original}; the budget is "
-            f"{BYTES_BUDGET}x. Look for a float weight, a Parameter or a whole float layer left in a QuantizedLinear")
-        x = random_array((8, 256), 93)
-        assert_close(quantized(x).data, model(Tensor(x)).data, "the quantized MLP's outputs", rtol=0.05, atol=0.05)
+            f"the quantized CNN keeps {kept} bytes, {ratio:.3f}x the float model's {original}; the budget is "
+            f"{BYTES_BUDGET}x. Look for a float weight, a Parameter or a whole float layer left in a quantized layer")
+        x = np.abs(random_array((4, 8, 8, 8), 93))
+        expected = model(Tensor(x)).data
+        error = np.abs(quantized(x).data - expected).max() / np.abs(expected).max()
+        assert error < 0.03, f"the quantized CNN's outputs differ by up to {error:.2%} of the float range"
 
     def test_layer_nbytes_add_up(self):
-        """The quantized MLP's layers report nbytes that add up to everything the model keeps."""
+        """The quantized model's layers report nbytes that add up to everything the model keeps."""
         rng = np.random.default_rng(94)
-        model = Sequential(Linear(32, 16, rng=rng), ReLU(), Linear(16, 4, bias=False, rng=rng))
-        quantized = quantize_model(model, [random_array((8, 32), 95)])
-        reported = sum(m.nbytes for m in quantized.modules() if isinstance(m, QuantizedLinear))
+        model = Sequential(Conv2d(2, 4, 3, rng=rng), Flatten(), Linear(16, 4, bias=False, rng=rng))
+        quantized = quantize_model(model, [random_array((3, 2, 4, 4), 95)])
+        reported = sum(m.nbytes for m in quantized.modules() if isinstance(m, (QuantizedConv2d, QuantizedLinear)))
         assert reported == kept_bytes(quantized), (
             f"the layers report {reported} bytes, but the model holds {kept_bytes(quantized)} bytes of arrays")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tinytorch.autograd import no_grad
+from tinytorch.convolutions import Conv2d, conv2d_shape, im2col
 from tinytorch.layers import Linear, Module
 from tinytorch.tensor import Tensor
 
@@ -307,22 +308,22 @@ def integer_matmul(a, b) -> np.ndarray:
 # -- quantized layers --------------------------------------------------------------------------------------
 
 
-class QuantizedLinear(Module):
-    """A Linear layer kept in int8: y ~ x @ weight + bias, computed from integer products.
+class QuantizedLayer(Module):
+    """What a quantized layer keeps, and how it reads its input.
 
-    The weight (in_features, out_features) is quantized symmetrically, per output channel
-    (axis 1, one scale per column) or per tensor. The input is quantized affinely with
-    `input_scale` and `input_zero_point`, calibrated beforehand. The bias stays float32.
-    Nothing else of the float layer is kept. The output is a constant Tensor: a quantized
-    layer is for inference, not training.
+    The float layer's weight, quantized symmetrically (zero points 0): per output channel,
+    one scale for each index along `channel_axis` of the weight, or per tensor. Its bias,
+    a float32 copy. The scale and zero point the input is quantized with (affine,
+    calibrated beforehand). Nothing else of the float layer is kept: no float weight, no
+    Parameter. Quantized layers are for inference; their outputs are constant Tensors.
     """
 
-    def __init__(self, linear: Linear, input_scale, input_zero_point, bits: int = 8, per_channel: bool = True):
+    def __init__(self, layer: Module, input_scale, input_zero_point, bits: int, per_channel: bool, channel_axis: int):
         super().__init__()
-        self.in_features, self.out_features, self.bits = linear.in_features, linear.out_features, bits
-        # BEGIN SOLUTION quantized_linear: self.weight = quantize(the weight's data, bits, symmetric, axis 1 per channel or None); self.bias = a float32 copy of the bias's data (or None); self.input_scale and self.input_zero_point as float32 and int32 arrays
-        self.weight = quantize(linear.weight.data, bits, symmetric=True, axis=1 if per_channel else None)
-        self.bias = None if linear.bias is None else np.array(linear.bias.data, dtype=np.float32)
+        self.bits = bits
+        # BEGIN SOLUTION quantized_linear: self.weight = quantize(layer.weight.data, bits, symmetric, axis channel_axis per channel or None); self.bias = a float32 copy of the bias's data (or None); self.input_scale and self.input_zero_point as float32 and int32 arrays
+        self.weight = quantize(layer.weight.data, bits, symmetric=True, axis=channel_axis if per_channel else None)
+        self.bias = None if layer.bias is None else np.array(layer.bias.data, dtype=np.float32)
         self.input_scale = np.asarray(input_scale, dtype=np.float32)
         self.input_zero_point = np.asarray(input_zero_point, dtype=np.int32)
         # END SOLUTION
@@ -335,30 +336,81 @@ class QuantizedLinear(Module):
         return self.weight.nbytes + bias + self.input_scale.nbytes + self.input_zero_point.nbytes
         # END SOLUTION
 
+    def centered_input(self, x: np.ndarray) -> np.ndarray:
+        """x quantized with the input's scale and zero point, minus the zero point, in int32: x ~ input_scale * centered.
+
+        The centered levels lie in [-255, 255], and 0 stands for exactly 0.0.
+        """
+        # BEGIN SOLUTION quantized_linear: quantize_with the input's scale, zero point and bits (affine); subtract the zero point in int32
+        x_q = quantize_with(x, self.input_scale, self.input_zero_point, self.bits).values  # int8
+        return x_q.astype(np.int32) - self.input_zero_point
+        # END SOLUTION
+
+    def __repr__(self) -> str:
+        per = "channel" if self.weight.axis is not None else "tensor"
+        return f"{type(self).__name__}(weight {self.weight.shape}, bits={self.bits}, per_{per})"
+
+
+class QuantizedLinear(QuantizedLayer):
+    """A Linear layer kept in int8: y ~ x @ weight + bias, computed from integer products.
+
+    y = input_scale * weight_scale * ((x_q - input_zero_point) @ weight_q) + bias, where the
+    product is summed exactly in integers and the combined scale has one entry per output.
+    """
+
+    def __init__(self, linear: Linear, input_scale, input_zero_point, bits: int = 8, per_channel: bool = True):
+        # BEGIN SOLUTION quantized_linear: QuantizedLayer's __init__, with the axis of the (in_features, out_features) weight that holds the output channels
+        super().__init__(linear, input_scale, input_zero_point, bits, per_channel, channel_axis=1)
+        # END SOLUTION
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
     def forward(self, x) -> Tensor:
         x = x if isinstance(x, Tensor) else Tensor(x)
-        # BEGIN SOLUTION quantized_linear: check the last dimension (ValueError); quantize x with the input's scale and zero point; integer_matmul of (x_q - zero point) and the int8 weight; times input_scale * weight scale; plus the bias
+        # BEGIN SOLUTION quantized_linear: check the last dimension (ValueError); integer_matmul of the centered input and the int8 weight; times input_scale * weight scale; plus the bias
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"QuantizedLinear: expected an input whose last dimension is in_features = "
                              f"{self.in_features}, got shape {x.shape}")
-        x_q = quantize_with(x.data, self.input_scale, self.input_zero_point, self.bits).values  # int8 (..., in)
-        centered = x_q.astype(np.int32) - self.input_zero_point  # x ~ input_scale * centered
-        accumulated = integer_matmul(centered, self.weight.values)  # int32 (..., out): exact
+        accumulated = integer_matmul(self.centered_input(x.data), self.weight.values)  # int32 (..., out): exact
         data = accumulated * (self.input_scale * self.weight.scale)  # the combined scale: one per output channel
         if self.bias is not None:
             data += self.bias
         # END SOLUTION
         return Tensor.from_op(data.astype(np.float32), "quantized_linear", ())
 
-    def __repr__(self) -> str:
-        per = "channel" if self.weight.axis is not None else "tensor"
-        return (f"QuantizedLinear(in_features={self.in_features}, out_features={self.out_features}, "
-                f"bits={self.bits}, per_{per})")
+
+class QuantizedConv2d(QuantizedLayer):
+    """A Conv2d layer kept in int8: the same integer recipe, over im2col's windows.
+
+    The weight (out_channels, in_channels, kh, kw) has its output channels on axis 0. The
+    input is quantized and centered BEFORE im2col pads it, so that the padding is the level
+    of 0.0, as the float convolution's zero padding is.
+    """
+
+    def __init__(self, conv: Conv2d, input_scale, input_zero_point, bits: int = 8, per_channel: bool = True):
+        # BEGIN SOLUTION quantized_conv2d: QuantizedLayer's __init__, with the axis of the (out, in, kh, kw) weight that holds the output channels
+        super().__init__(conv, input_scale, input_zero_point, bits, per_channel, channel_axis=0)
+        # END SOLUTION
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.kernel_size, self.stride, self.padding = conv.kernel_size, conv.stride, conv.padding
+
+    def forward(self, x) -> Tensor:
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        # BEGIN SOLUTION quantized_conv2d: the output shape from conv2d_shape (it checks the input); im2col of the centered input; integer_matmul of the (O, C*kh*kw) weight and the columns; times the combined scale per output channel; reshape; plus the bias
+        n, o, ho, wo = conv2d_shape(x.shape, self.weight.shape, self.stride, self.padding)
+        # Centered levels first, then padding: a padded 0 is then exactly 0.0, whatever the zero point
+        cols = im2col(self.centered_input(x.data), self.kernel_size, self.stride, self.padding)  # (N, C*kh*kw, Ho*Wo)
+        accumulated = integer_matmul(self.weight.values.reshape(o, -1), cols)  # (O, C*kh*kw) @ ... -> (N, O, Ho*Wo)
+        data = accumulated * along(self.input_scale * self.weight.scale, 1, 3)  # one combined scale per channel
+        data = data.reshape(n, o, ho, wo)
+        if self.bias is not None:
+            data += self.bias.reshape(1, o, 1, 1)
+        # END SOLUTION
+        return Tensor.from_op(data.astype(np.float32), "quantized_conv2d", ())
 
 
 # -- quantize_model: calibrate, then convert every layer ------------------------------------------------------
 
-QUANTIZABLE = (Linear,)
+QUANTIZABLE = (Linear, Conv2d)
 
 
 class Calibrating(Module):
@@ -394,15 +446,16 @@ def replace_layers(model: Module, replace) -> Module:
 
 def quantize_layer(layer: Module, observer, bits: int, per_channel: bool) -> Module:
     """The quantized twin of a float layer, its input quantized affinely with the observer's range."""
-    # BEGIN SOLUTION quantize_model: the observer's affine qparams for `bits`; then QuantizedLinear of the layer with them
+    # BEGIN SOLUTION quantize_model: the observer's affine qparams for `bits`; then QuantizedConv2d of a Conv2d, QuantizedLinear of a Linear, with them
     input_scale, input_zero_point = observer.qparams(bits)
-    return QuantizedLinear(layer, input_scale, input_zero_point, bits, per_channel)
+    quantized = QuantizedConv2d if isinstance(layer, Conv2d) else QuantizedLinear
+    return quantized(layer, input_scale, input_zero_point, bits, per_channel)
     # END SOLUTION
 
 
 def quantize_model(model: Module, calibration_batches, bits: int = 8, per_channel: bool = True,
                    observer=MinMaxObserver) -> Module:
-    """A copy of `model` with every Linear replaced by its quantized twin; `model` is left as it was.
+    """A copy of `model` with every Linear and Conv2d replaced by its quantized twin; `model` is left as it was.
 
     Calibration: each layer's input is watched by its own observer (a new `observer()`)
     while the copy, in eval mode and without a graph, runs every batch of
