@@ -40,6 +40,9 @@ from tinytorch.embeddings import embedding  # noqa: E402
 from tinytorch.layers import Dropout, Linear, Sequential, kaiming_uniform  # noqa: E402
 from tinytorch.losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss  # noqa: E402
 from tinytorch.optimizers import Adam, AdamW, SGD  # noqa: E402
+from tinytorch.quantization import (  # noqa: E402
+    MinMaxObserver, QuantizedLinear, choose_qparams, dequantize, quantize, quantize_with,
+)
 from tinytorch.tensor import Tensor  # noqa: E402
 
 
@@ -250,9 +253,10 @@ def workloads(torch, rng):
         return (close("max_pool2d output", out.data, t_out.detach().numpy(), 1e-6)
                 & close("max_pool2d input gradient", x.grad, tx.grad.numpy(), 1e-6))
     found.append(("max_pool2d 2x2 of (32,16,32,32), fwd+bwd", ours_pool, theirs_pool, check_pool))
-    return found
     found += embedding_workloads(torch, rng)
     found += attention_workloads(torch, rng)
+    found += quantization_workloads(torch, rng)
+    return found
     return found
 
 
@@ -364,6 +368,93 @@ def attention_workloads(torch, rng):
 
 
 # -- gradients (katas 03 and 04), float64, edges included ------------------------------------
+
+
+def quantization_workloads(torch, rng):
+    """Kata 15: an int8 Linear(1024, 1024) on a batch of 256, ours (exact, float64 BLAS) against PyTorch's int8 kernel.
+
+    PyTorch's dynamic quantization picks the input's range per batch (and 7-bit input levels on x86), ours is
+    calibrated once; calibrated on the same batch, the outputs agree to a few parts in a hundred of their range.
+    """
+    layer = Linear(1024, 1024, rng=np.random.default_rng(15))
+    x = rng.standard_normal((256, 1024)).astype(np.float32)
+    ours_layer = QuantizedLinear(layer, *choose_qparams(x.min(), x.max()))
+    t_layer = torch.nn.Linear(1024, 1024)
+    with torch.no_grad():
+        t_layer.weight.copy_(torch.from_numpy(layer.weight.data.T.copy()))
+        t_layer.bias.zero_()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization announces its move to torchao
+        t_int8 = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(t_layer), {torch.nn.Linear},
+                                                        dtype=torch.qint8)
+    tx = torch.from_numpy(x)
+
+    def theirs():
+        with torch.no_grad():
+            return t_int8(tx)
+
+    def check():
+        ours, t_out = ours_layer(x).data, theirs().numpy()
+        error = float(np.abs(ours - t_out).max() / np.abs(t_out).max())
+        ok = error < 0.03
+        print(f"  {'ok ' if ok else 'BAD'} {'int8 Linear(1024, 1024) vs dynamic int8':<44} "
+              f"largest difference {error:.1e} of the output range")
+        return ok
+
+    return [("int8 Linear(1024, 1024) on (256, 1024)", lambda: ours_layer(x), theirs, check)]
+
+
+def quantization_checks(torch, rng) -> bool:
+    """Kata 15 against torch.quantize_per_tensor / quantize_per_channel (rounding, saturation, zero points) and
+    torch's MinMaxObserver (affine). Symmetric parameters differ on purpose: PyTorch spreads [-m, m] over
+    [-128, 127] (scale m / 127.5, so m itself clips to 127), ours over [-127, 127] (scale m / 127)."""
+    ok = True
+    x = (rng.standard_normal((64, 33)) * 3 + 0.5).astype(np.float32)
+    x[0, :3] = [1000.0, -1000.0, 0.0]  # saturation at both ends, and an exact zero
+    tx = torch.from_numpy(x)
+    for scale, zero_point in ((0.05, 0), (0.037, -20), (0.11, 100)):
+        ours = quantize_with(x, np.float32(scale), zero_point)
+        theirs = torch.quantize_per_tensor(tx, float(np.float32(scale)), zero_point, torch.qint8)
+        ok &= same(f"quantize_per_tensor, zero point {zero_point}: levels", ours.values, theirs.int_repr().numpy(), 0)
+        ok &= same(f"quantize_per_tensor, zero point {zero_point}: dequantize", dequantize(ours),
+                   theirs.dequantize().numpy(), 1e-7)
+    scales = np.abs(rng.standard_normal(33)).astype(np.float32) * 0.1 + 0.01
+    zero_points = rng.integers(-100, 100, 33).astype(np.int32)
+    ours = quantize_with(x, scales, zero_points, axis=1)
+    theirs = torch.quantize_per_channel(tx, torch.from_numpy(scales.astype(np.float64)),
+                                        torch.from_numpy(zero_points.astype(np.int64)), 1, torch.qint8)
+    ok &= same("quantize_per_channel, axis 1: levels", ours.values, theirs.int_repr().numpy(), 0)
+    ok &= same("quantize_per_channel, axis 1: dequantize", dequantize(ours), theirs.dequantize().numpy(), 1e-7)
+    for name, values in (("all positive [1, 6]", rng.uniform(1, 6, 200)), ("all negative", rng.uniform(-6, -1, 200)),
+                         ("mixed", rng.standard_normal(200) * 2)):
+        values = values.astype(np.float32)
+        observer = MinMaxObserver()
+        observer.observe(values)
+        t_observer = torch.ao.quantization.MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_affine)
+        t_observer(torch.from_numpy(values))
+        (scale, zero_point), (t_scale, t_zero_point) = observer.qparams(), t_observer.calculate_qparams()
+        ok &= close(f"MinMaxObserver affine, {name}: scale", scale, t_scale.numpy()[0], 1e-6)
+        ok &= same(f"MinMaxObserver affine, {name}: zero point", zero_point, t_zero_point.numpy()[0], 0)
+        ok &= same(f"quantize affine, {name}: levels", quantize(values).values,
+                   torch.quantize_per_tensor(torch.from_numpy(values), float(scale), int(zero_point),
+                                             torch.qint8).int_repr().numpy(), 0)
+
+    def design(name: str, ours, theirs, why: str) -> None:
+        print(f"  by design {name:<38} ours {ours}, PyTorch {theirs}: {why}")
+
+    values = np.array([-6.0, -1.0], dtype=np.float32)  # [-6, 0] over 255 steps: -1.0 is 42.499999 steps below 0
+    scale, zero_point = choose_qparams(-6.0, 0.0)
+    t_levels = torch.quantize_per_tensor(torch.from_numpy(values), float(scale), int(zero_point), torch.qint8)
+    design("quantize -1.0 with scale 6/255", quantize_with(values, scale, zero_point).values.tolist(),
+           t_levels.int_repr().tolist(), "x / scale in float64 is -42.4999992, nearer -42; float32 makes it a tie")
+    symmetric = np.array([-1.0, 3.0], dtype=np.float32)
+    t_observer = torch.ao.quantization.MinMaxObserver(dtype=torch.qint8, qscheme=torch.per_tensor_symmetric)
+    t_observer(torch.from_numpy(symmetric))
+    design("symmetric scale of [-1, 3]", f"{float(choose_qparams(-1.0, 3.0, symmetric=True)[0]):.6f}",
+           f"{float(t_observer.calculate_qparams()[0]):.6f}", "[-127, 127] (3/127) rather than [-128, 127] (3/127.5)")
+    return ok
 
 
 def gradient_cases(torch, rng):
@@ -877,6 +968,8 @@ def main(argv=None) -> int:
     edges_ok, _ = training_and_data_edges(torch)
     ok &= edges_ok
     ok &= float64_options(torch, np.random.default_rng(1))
+    print("\nquantization (kata 15):")
+    ok &= quantization_checks(torch, np.random.default_rng(15))
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:
