@@ -384,6 +384,15 @@ class TestQuantize:
         assert_close(columns.scale, np.abs(x).max(axis=0) / 127, "axis=-1: scale of each column", rtol=1e-6)
         assert_within_half_a_step(x, columns, "quantize(x (3, 6), axis=-1)")
 
+    def test_views_are_quantized_like_copies(self):
+        """A transposed (non-contiguous) view and a strided slice quantize exactly like their contiguous copies, per tensor and per channel."""
+        base = random_array((6, 10), 18)
+        for name, view in (("x.T", base.T), ("x[:, ::3]", base[:, ::3])):
+            for axis in (None, 0, 1):
+                a, b = quantize(view, axis=axis), quantize(np.ascontiguousarray(view), axis=axis)
+                assert np.array_equal(a.values, b.values) and np.array_equal(a.scale, b.scale), (
+                    f"quantize({name}, axis={axis}) differs from quantize of its contiguous copy")
+
     def test_the_axis_is_checked(self):
         """axis=3 or axis=-4 of a 3-D tensor is a ValueError naming the axis."""
         x = np.zeros((2, 3, 4), dtype=np.float32)
@@ -734,10 +743,13 @@ class TestIntegerMatmul:
                       ["float32"], "integer_matmul(int8, float32)")
 
     def test_sums_that_could_overflow_int32_are_refused(self):
-        """K = 66,000 with |a| <= 255, |b| <= 127 fits int32 (exact); K = 67,000 could pass 2^31 - 1: an OverflowError naming K."""
+        """K = 66,000 with |a| <= 255, |b| <= 127 fits int32 (exact); K = 67,000 of -255s could pass -2^31: an OverflowError naming K.
+
+        Hint: the bound is K * max|a| * max|b|, with absolute values: negative sums overflow too.
+        """
         fits = integer_matmul(np.full((1, 66_000), -255, dtype=np.int32), np.full((66_000, 1), 127, dtype=np.int8))
         assert int(fits[0, 0]) == -66_000 * 255 * 127, f"K = 66,000: expected {-66_000 * 255 * 127}, got {fits[0, 0]}"
-        raises_naming(lambda: integer_matmul(np.full((1, 67_000), 255, dtype=np.int32),
+        raises_naming(lambda: integer_matmul(np.full((1, 67_000), -255, dtype=np.int32),
                                              np.full((67_000, 1), 127, dtype=np.int8)),
                       OverflowError, ["67000"], "integer_matmul with K = 67,000")
 
@@ -832,6 +844,11 @@ class TestQuantizedLinear:
         out = assert_made_by_op(lambda: quantized(Tensor(x)), "QuantizedLinear(16, 8) of x (5, 16)", op="quantized_linear")
         assert_tensor(out, "QuantizedLinear output", shape=(5, 8), dtype=np.float32)
         assert_close(out, integer_formula(quantized, x), "QuantizedLinear vs the integer formula", rtol=1e-5, atol=1e-6)
+        assert_close(quantized(x.T.copy().T), out, "QuantizedLinear of a transposed (non-contiguous) view", rtol=0, atol=0)
+        constant = quantized(Tensor(x, requires_grad=True))
+        assert not constant.requires_grad, (
+            "a quantized layer's output should be a constant (Tensor.from_op(data, \"quantized_linear\", ()), no "
+            "parents): nothing trains through it, and no backward rule exists")
 
     def test_the_matmul_is_integer(self):
         """One forward calls integer_matmul exactly once: the int8 weight is never turned back into floats for the product.
