@@ -869,7 +869,10 @@ class TestReports:
     def test_usable_cpus(self, monkeypatch):
         """cpus_usable counts the CPUs this process may run on (os.sched_getaffinity), None where that does not exist."""
         monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
-        assert environment()["cpus_usable"] == 3, "cpus_usable: expected len(os.sched_getaffinity(0)) = 3"
+        monkeypatch.setattr(os, "cpu_count", lambda: 8)
+        env = environment()
+        assert env["cpus_usable"] == 3, f"cpus_usable: expected len(os.sched_getaffinity(0)) = 3, got {env['cpus_usable']}"
+        assert env["cpu_count"] == 8, f"cpu_count: expected os.cpu_count() = 8 (all CPUs), got {env['cpu_count']}"
         monkeypatch.delattr(os, "sched_getaffinity", raising=False)
         assert environment()["cpus_usable"] is None, "cpus_usable without os.sched_getaffinity: expected None"
 
@@ -1007,13 +1010,13 @@ class TestOptimize:
                           advice="Sort once with np.sort and read every percentile from that one sorted copy")
 
     def test_the_harness_does_not_measure_itself(self):
-        """Timing 20,000 calls (min_seconds decides) costs at most 3.5x a bare loop of clock, call, clock, append.
+        """Timing 2,000 calls (min_seconds decides) costs at most 3.5x a bare loop of clock, call, clock, append.
 
-        Hint: the loop's bookkeeping must cost the same on call 20,000 as on call 1: keep the
-        run's start in a variable and compare `end - start` with min_seconds. sum(samples) on every
-        call, or np.append, makes the loop quadratic, and slows the very thing being measured.
+        Hint: the loop's bookkeeping must cost the same on call 2,000 as on call 1: keep the
+        run's start in a variable and compare `end - run_start` with min_seconds. sum(samples) on
+        every call, or np.append, makes the loop quadratic, and slows the very thing being measured.
         """
-        calls = 20_000
+        calls = 2_000
 
         def harness():
             ticker = Ticker()
