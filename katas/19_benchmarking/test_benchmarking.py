@@ -697,10 +697,17 @@ class TestCompare:
               "compare(scattered pairs, paired=True)", rtol=1e-7)
         assert got.verdict == NO_DIFFERENCE, f"verdict: expected {NO_DIFFERENCE!r}, got {got.verdict!r}"
 
-    def test_a_candidate_interval_reaching_zero(self):
-        """A candidate whose interval reaches below 0 leaves the speed-up's upper end infinite: "no difference"."""
+    def test_intervals_reaching_below_zero(self):
+        """An interval of a mean time that reaches below 0: the speed-up's ends are 0 or infinite, never negative.
+
+        Hint: a time is never negative, so a baseline interval below 0 counts from 0 (low = 0 / c_high),
+        and a candidate interval reaching 0 allows any speed-up (high = inf).
+        """
         got = compare([1.0, 1.1, 0.9], [0.1, 5.0], paired=False)
         assert got.high == math.inf, f"upper end with the candidate's interval below 0: expected inf, got {got.high}"
+        assert got.verdict == NO_DIFFERENCE, f"verdict: expected {NO_DIFFERENCE!r}, got {got.verdict!r}"
+        got = compare([0.1, 5.0], [1.0, 1.1, 0.9], paired=False)
+        assert got.low == 0.0, f"lower end with the baseline's interval below 0: expected 0.0, got {got.low}"
         assert got.verdict == NO_DIFFERENCE, f"verdict: expected {NO_DIFFERENCE!r}, got {got.verdict!r}"
 
     def test_confidence_option(self):
@@ -966,7 +973,8 @@ class TestReports:
         rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:4]]
         assert rows[0][:7] == ["mlp", "single-stream", "0.97 (target 0.95)", "5", "1.000", "3.800", "4.880"], (
             f"the timed row: got {rows[0]}")
-        assert rows[0][9] == "1", f"the timed row's outlier count: expected '1', got {rows[0][9]!r}"
+        assert rows[0][7].startswith("2.000 (") and rows[0][8] == "500.0" and rows[0][9] == "1", (
+            f"the timed row's mean (2.000 ms, then its interval), items/s (500.0) and outlier count (1): got {rows[0][7:]}")
         assert rows[1][0] == "pruned" and "below target" in rows[1][3] and rows[1][4] == "", (
             f"the untimed row should say 'below target' and show no times: {rows[1]}")
         rest = "\n".join(lines[4:])

@@ -582,7 +582,8 @@ def to_json(results, env: dict | None = None) -> str:
 
 
 def milliseconds(seconds: float) -> str:
-    return f"{seconds * 1e3:.3f}"
+    """Seconds as milliseconds to 4 significant digits: 1.000, 0.003435, 80.33."""
+    return f"{seconds * 1e3:#.4g}"
 
 
 def to_markdown(results, env: dict | None = None) -> str:
