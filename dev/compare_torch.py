@@ -375,7 +375,7 @@ def quantization_workloads(torch, rng):
     """Kata 15: an int8 Linear(1024, 1024) on a batch of 256, ours (exact, float64 BLAS) against PyTorch's int8 kernel.
 
     PyTorch's dynamic quantization picks the input's range per batch (and 7-bit input levels on x86), ours is
-    calibrated once; calibrated on the same batch, the outputs agree to 3% of their range.
+    calibrated once; calibrated on the same batch, the outputs agree to 2-3% of their range.
     """
     layer = Linear(1024, 1024, rng=np.random.default_rng(15))
     x = rng.standard_normal((256, 1024)).astype(np.float32)
@@ -399,7 +399,7 @@ def quantization_workloads(torch, rng):
     def check():
         ours, t_out = ours_layer(x).data, theirs().numpy()
         error = float(np.abs(ours - t_out).max() / np.abs(t_out).max())
-        ok = error < 0.05  # measured 0.030: their 7-bit input levels have twice our step
+        ok = error < 0.05  # measured 0.02-0.03: their 7-bit input levels have twice our step
         print(f"  {'ok ' if ok else 'BAD'} {'int8 Linear(1024, 1024) vs dynamic int8':<44} "
               f"largest difference {error:.1e} of the output range")
         return ok
