@@ -639,6 +639,20 @@ class TestStructured:
             f"the pruned model should compute exactly the original with the removed units' outputs unused:\n"
             f"expected\n{expected}\ngot\n{got}")
 
+    def test_each_layer_is_ranked_by_its_original_weights(self):
+        """A middle layer's units are ranked on its whole original columns, not on the rows left after its inputs were cut.
+
+        Hint: compute every layer's `keep` from the original model's layers; after the previous layer's
+        pruning, a column has lost some of its weights and may rank differently.
+        """
+        first = layer_with([[0.1, 5.0], [0.1, 5.0]])  # unit 0 is the weaker: it goes
+        middle = layer_with([[10.0, 0.0], [0.0, 1.0]])  # row 0 reads unit 0; on whole columns unit 0 wins (10 vs 1)
+        model = Sequential(first, ReLU(), middle, ReLU(), layer_with([[1.0], [2.0]]))
+        got = prune_structured(model, 0.5)[2].weight.data
+        assert np.array_equal(got, [[0.0]]), (
+            f"the middle layer keeps its unit 0 (L1 norm 10 against 1 on the original columns) and reads only the "
+            f"first layer's unit 1: expected weight [[0.0]], got {got.tolist()}")
+
     def test_parameter_free_layers_between_are_kept(self):
         """Linear, Tanh, Dropout, Linear: the pruned model has the same kinds of layers, a new Dropout of the same p."""
         model = Sequential(Linear(4, 6, rng=np.random.default_rng(40)), Tanh(), Dropout(0.3),
