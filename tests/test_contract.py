@@ -293,3 +293,22 @@ def test_no_text_names_a_kata_that_is_not_in_the_manifest():
                 if any(n not in known for n in numbers):
                     found.append(f"{path.relative_to(ROOT)}:{number}: {match[0]!r} in: {line.strip()[:100]}")
     assert not found, "texts name katas that do not exist (yet):\n" + "\n".join(found)
+
+
+def _readme_table_ids(heading_cell: str) -> list[str]:
+    """The first column of the README table whose header row starts with `| heading_cell |`."""
+    ids, inside = [], False
+    for line in (ROOT / "README.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith(f"| {heading_cell} |"):
+            inside = True
+        elif inside and line.startswith("|") and not line.startswith("|---"):
+            ids.append(line.split("|")[1].strip())
+        elif inside and not line.startswith("|"):
+            break
+    return ids
+
+
+def test_the_readme_lists_every_kata_and_milestone_in_order():
+    """The README's tables of katas and milestones name exactly what the manifest lists, in its order."""
+    assert _readme_table_ids("kata") == [k.id for k in MANIFEST.katas]
+    assert _readme_table_ids("milestone") == [m.id for m in MANIFEST.milestones]

@@ -90,6 +90,16 @@ def kata_mutant_runs(tmp_path_factory, request):
     return _runs[kata.id]
 
 
+def test_every_mutant_still_applies_to_the_reference():
+    """Each mistake's `find` occurs exactly once in its module, sampled this run or not (a stale one proves nothing)."""
+    stale = []
+    for kata, number, mutant in ALL_MUTANTS:
+        count = kata.reference_module.read_text(encoding="utf-8").count(mutant["find"])
+        if count != 1:
+            stale.append(f"{kata.module}.toml #{number} ({mutant['mistake'][:60]}): `find` occurs {count} times")
+    assert not stale, "mutants that no longer match the reference:\n" + "\n".join(stale)
+
+
 def test_every_kata_has_mutants():
     covered = {kata.id for kata, _, _ in ALL_MUTANTS}
     missing = [k.id for k in MANIFEST.katas if k.id not in covered]
