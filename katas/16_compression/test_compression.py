@@ -10,6 +10,7 @@ from harness.budgets import assert_time_ratio
 from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck
 from tinytorch.activations import ReLU, Tanh
 from tinytorch.autograd import no_grad
+from tinytorch.convolutions import Conv2d, Flatten, MaxPool2d
 from tinytorch.compression import (
     CSRMatrix, MaskedOptimizer, apply_masks, distillation_kl, distillation_loss, keep_inputs, keep_largest,
     keep_outputs, low_rank, magnitude_masks, masked_parameters, prunable_weights, prune_structured, rank_for_energy,
@@ -76,6 +77,28 @@ def integer_mlp(*widths, seed: int) -> Sequential:
     for fan_in, fan_out in zip(widths, widths[1:]):
         layers += [integer_linear(fan_in, fan_out, rng), ReLU()]
     return Sequential(*layers[:-1])
+
+
+def integer_conv(in_channels: int, out_channels: int, rng, padding: int = 1) -> Conv2d:
+    """A float64 3x3 Conv2d of small integers whose filters' L1 norms are told apart by +-100 * a permutation."""
+    layer = Conv2d(in_channels, out_channels, 3, padding=padding, rng=rng)
+    weight = rng.integers(-2, 3, size=(out_channels, in_channels, 3, 3)).astype(np.float64)
+    weight[:, 0, 0, 0] = 100.0 * (rng.permutation(out_channels) + 1) * rng.choice([-1.0, 1.0], size=out_channels)
+    layer.weight = Parameter(weight, dtype=np.float64)
+    layer.bias = Parameter(rng.integers(-2, 3, size=out_channels).astype(np.float64), dtype=np.float64)
+    return layer
+
+
+def integer_cnn(seed: int) -> Sequential:
+    """(N, 1, 8, 8) -> conv 4 channels, pool -> conv 6 channels, pool -> (N, 6 * 2 * 2) -> Linear -> (N, 3)."""
+    rng = np.random.default_rng(seed)
+    return Sequential(integer_conv(1, 4, rng), ReLU(), MaxPool2d(2), integer_conv(4, 6, rng), ReLU(), MaxPool2d(2),
+                      Flatten(), integer_linear(24, 3, rng))
+
+
+def filter_order(weight: np.ndarray) -> np.ndarray:
+    """Filters of a (out, in, kh, kw) weight from the least to the most important by L1 norm."""
+    return np.argsort(np.abs(weight).sum(axis=(1, 2, 3)), kind="stable")
 
 
 def layer_with(weight, bias=None) -> Linear:
@@ -664,6 +687,62 @@ class TestStructured:
         assert [tuple(p.shape) for p in pruned.parameters()] == [(4, 3), (3,), (3, 2), (2,)], (
             f"got shapes {[tuple(p.shape) for p in pruned.parameters()]}")
 
+    def test_unit_importance_of_a_conv2d(self):
+        """unit_importance of a Conv2d(2, 3, 2) is the L1 norm of each of its 3 filters (2, 2, 2): shape (3,).
+
+        Hint: a Conv2d's weight is (out, in, kh, kw): a unit is a filter, weight[o]; sum |w| over axes 1, 2, 3.
+        """
+        layer = Conv2d(2, 3, 2, rng=np.random.default_rng(42))
+        weight = random_array((3, 2, 2, 2), 43)
+        layer.weight = Parameter(weight, dtype=np.float64)
+        assert_close(unit_importance(layer), np.abs(weight).reshape(3, -1).sum(axis=1), "unit_importance of a Conv2d")
+
+    def test_keep_outputs_and_inputs_of_a_conv2d(self):
+        """Conv2d(3, 5, 3, stride 2, padding 1): keep_outputs([1, 4]) keeps those filters and biases, keep_inputs([0, 2]) those input channels."""
+        layer = Conv2d(3, 5, 3, stride=2, padding=1, rng=np.random.default_rng(44))
+        layer.bias = Parameter(random_array(5, 45, dtype=np.float32))
+        outputs = keep_outputs(layer, np.array([1, 4]))
+        assert isinstance(outputs, Conv2d), f"keep_outputs of a Conv2d should return a Conv2d, got {outputs!r}"
+        assert (outputs.in_channels, outputs.out_channels) == (3, 2), f"expected Conv2d(3, 2, ...), got {outputs!r}"
+        assert outputs.stride == (2, 2) and outputs.padding == (1, 1), f"stride and padding must stay, got {outputs!r}"
+        assert np.array_equal(outputs.weight.data, layer.weight.data[[1, 4]]), "the weight should be filters 1 and 4"
+        assert np.array_equal(outputs.bias.data, layer.bias.data[[1, 4]]), "the bias should be entries 1 and 4"
+        inputs = keep_inputs(layer, np.array([0, 2]))
+        assert isinstance(inputs, Conv2d) and (inputs.in_channels, inputs.out_channels) == (2, 5), (
+            f"keep_inputs([0, 2]) should give Conv2d(2, 5, ...), got {inputs!r}")
+        assert np.array_equal(inputs.weight.data, layer.weight.data[:, [0, 2]]), "the weight should be channels 0 and 2"
+        assert np.array_equal(inputs.bias.data, layer.bias.data), "the bias is unchanged"
+
+    def test_keep_inputs_after_a_flatten(self):
+        """A Linear(12, 2) reading 3 flattened channels of 4 values: keep_inputs([0, 2], per_unit=4) keeps rows 0-3 and 8-11.
+
+        Hint: Flatten lays out (C, H, W) channel by channel, so channel k is the block of rows
+        k*H*W .. (k+1)*H*W - 1 of the Linear's weight.
+        """
+        layer = layer_with(random_array((12, 2), 46), np.zeros(2))
+        got = keep_inputs(layer, np.array([0, 2]), per_unit=4)
+        assert np.array_equal(got.weight.data, layer.weight.data[[0, 1, 2, 3, 8, 9, 10, 11]]), (
+            f"expected rows 0-3 and 8-11, got a weight of shape {got.weight.shape}")
+
+    def test_a_cnn_loses_channels(self):
+        """Conv(1->4), pool, Conv(4->6), pool, Flatten, Linear(24, 3) at amount 0.5 becomes 1->2, 2->3, Linear(12, 3), and computes exactly the original with those channels silenced.
+
+        Hint: removing channel c of a Conv2d removes its filter weight[c] and bias[c], the input channel
+        weight[:, c] of the next Conv2d, and, after a Flatten, the block of H*W rows of the Linear that read it.
+        """
+        model = integer_cnn(47)
+        pruned = prune_structured(model, 0.5)
+        shapes = [tuple(parameter.shape) for parameter in pruned.parameters()]
+        expected = [(2, 1, 3, 3), (2,), (3, 2, 3, 3), (3,), (12, 3), (3,)]
+        assert shapes == expected, f"parameter shapes after removing half the channels: expected {expected}, got {shapes}"
+        silenced = copy.deepcopy(model)
+        silenced[3].weight.data[:, filter_order(model[0].weight.data)[:2]] = 0.0
+        for channel in filter_order(model[3].weight.data)[:3]:
+            silenced[7].weight.data[channel * 4:(channel + 1) * 4] = 0.0
+        x = np.random.default_rng(48).integers(0, 4, size=(2, 1, 8, 8)).astype(np.float64)
+        got, want = forward(pruned, x), forward(silenced, x)
+        assert np.array_equal(got, want), f"the pruned CNN should compute exactly the silenced original:\nexpected\n{want}\ngot\n{got}"
+
     def test_what_cannot_be_pruned(self):
         """Not a Sequential: TypeError. One Linear only, or a layer with parameters between Linears: ValueError naming it."""
         raises_naming(lambda: prune_structured(Linear(3, 2), 0.5), TypeError, ["Linear"], "prune_structured(Linear)")
@@ -672,6 +751,13 @@ class TestStructured:
         with_scale = Sequential(Linear(3, 4), Scale(4), Linear(4, 2))
         raises_naming(lambda: prune_structured(with_scale, 0.5), ValueError, ["Scale"],
                       "prune_structured with a parameter-holding layer between the Linears")
+        rng = np.random.default_rng(49)
+        uneven = Sequential(Conv2d(1, 3, 1, rng=rng), Flatten(), Linear(10, 2, rng=rng))
+        raises_naming(lambda: prune_structured(uneven, 0.5), ValueError, ["Linear", "10"],
+                      "a Linear of 10 inputs after 3 channels")
+        into_conv = Sequential(Linear(4, 4, rng=rng), ReLU(), Conv2d(4, 2, 1, rng=rng))
+        raises_naming(lambda: prune_structured(into_conv, 0.5), ValueError, ["Linear", "Conv2d"],
+                      "a Linear feeding a Conv2d")
 
 
 # -- sparse_format -------------------------------------------------------------------------------------------
@@ -901,6 +987,7 @@ class TestLowRank:
                       "low_rank(layer, rank=2, energy=0.9)")
         raises_naming(lambda: low_rank(layer, rank=0), ValueError, ["0", "4"], "low_rank(layer, rank=0)")
         raises_naming(lambda: low_rank(layer, rank=6), ValueError, ["6", "4"], "low_rank(layer, rank=6)")
+        raises_naming(lambda: low_rank(Conv2d(2, 3, 2), rank=1), TypeError, ["Conv2d"], "low_rank of a Conv2d")
 
 
 # -- distillation -----------------------------------------------------------------------------------------

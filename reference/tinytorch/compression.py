@@ -6,8 +6,9 @@ four ways, each with its own trade:
 - **Unstructured pruning** zeroes the weights of smallest magnitude, one ranking per
   layer or one over the whole model. Masks remember which are gone, and
   `MaskedOptimizer` keeps them at exactly zero while the rest fine-tune.
-- **Structured pruning** removes whole neurons of a Linear (with the matching inputs
-  of the next layer), so the matrices themselves shrink and every matmul is cheaper.
+- **Structured pruning** removes whole neurons of a Linear or channels of a Conv2d
+  (with the matching inputs of the next layer), so the weights themselves shrink and
+  every matmul is cheaper.
 - **A packed format** (`CSRMatrix`) keeps only the nonzero weights and their
   positions, and multiplies with them: the bytes shrink with the sparsity.
 - **Low rank** replaces one Linear by two thin ones whose product is the best rank-r
@@ -21,8 +22,8 @@ four ways, each with its own trade:
     two_layers = low_rank(model[0], energy=0.9)                      # Linear(64, r), Linear(r, 128)
     loss = distillation_loss(student(x), teacher_logits, y, temperature=4.0, alpha=0.7)
 
-Weights are the parameters with two or more dimensions (a Linear's matrix); biases
-are never pruned and never counted.
+Weights are the parameters with two or more dimensions (a Linear's matrix, a Conv2d's
+filters); biases are never pruned and never counted.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import copy
 import numpy as np
 
 from tinytorch.autograd import backward_rule
+from tinytorch.convolutions import Conv2d
 from tinytorch.layers import Linear, Module, Parameter, Sequential
 from tinytorch.losses import cross_entropy
 from tinytorch.tensor import Tensor
@@ -206,25 +208,41 @@ class MaskedOptimizer:
         return f"MaskedOptimizer({type(self.optimizer).__name__}, {len(self.masked)} masked weights)"
 
 
-# -- structured pruning: remove whole neurons -------------------------------------------------------------
+# -- structured pruning: remove whole neurons and channels ---------------------------------------------
 
 
-def linear_with(weight: np.ndarray, bias) -> Linear:
-    """A new Linear holding copies of `weight` (in, out) and `bias` (out,) or None, in their own dtype."""
-    layer = Linear(*weight.shape, bias=bias is not None, rng=np.random.default_rng(0))  # its init is replaced below
-    layer.weight = Parameter(np.array(weight), dtype=weight.dtype)
-    layer.bias = None if bias is None else Parameter(np.array(bias), dtype=bias.dtype)
-    return layer
+def rebuild(layer, weight: np.ndarray, bias) -> Module:
+    """A new layer of the kind of `layer` holding copies of `weight` and `bias` (None: no bias), in their own dtype.
+
+    A Linear's weight is (in, out); a Conv2d's is (out, in, kh, kw), and the new Conv2d
+    keeps the stride and padding of `layer`.
+    """
+    rng = np.random.default_rng(0)  # the new layer's random init is replaced at once
+    if isinstance(layer, Conv2d):
+        out_channels, in_channels, kh, kw = weight.shape
+        new = Conv2d(in_channels, out_channels, (kh, kw), layer.stride, layer.padding, bias=bias is not None, rng=rng)
+    else:
+        new = Linear(*weight.shape, bias=bias is not None, rng=rng)
+    new.weight = Parameter(np.array(weight), dtype=weight.dtype)
+    new.bias = None if bias is None else Parameter(np.array(bias), dtype=bias.dtype)
+    return new
 
 
-def unit_importance(layer: Linear) -> np.ndarray:
-    """The L1 norm of each output unit's weights: (out_features,) for a Linear, the columns of its (in, out) weight."""
-    # BEGIN SOLUTION structured: the sum of |weight| over the input axis (axis 0 of a Linear's (in, out) weight)
-    return np.abs(layer.weight.data).sum(axis=0)
+def unit_importance(layer) -> np.ndarray:
+    """The L1 norm of each output unit's weights.
+
+    A Linear's units are the columns of its (in, out) weight: (out_features,). A Conv2d's
+    are its filters, weight[o] of shape (in, kh, kw): (out_channels,).
+    """
+    # BEGIN SOLUTION structured: the sum of |weight| over every axis but the units' axis: axis 0 of a Linear's (in, out) weight, axes 1, 2 and 3 of a Conv2d's (out, in, kh, kw)
+    magnitudes = np.abs(layer.weight.data)
+    if isinstance(layer, Conv2d):
+        return magnitudes.sum(axis=(1, 2, 3))  # (out_channels,): one number per filter
+    return magnitudes.sum(axis=0)  # (out_features,): one number per column
     # END SOLUTION
 
 
-def units_to_keep(layer: Linear, amount: float) -> np.ndarray:
+def units_to_keep(layer, amount: float) -> np.ndarray:
     """The indices of the output units that stay, ascending: all but the round(amount * units) least important.
 
     Importance is `unit_importance`; among equal ones the lower index goes first. Raises
@@ -244,48 +262,73 @@ def units_to_keep(layer: Linear, amount: float) -> np.ndarray:
     # END SOLUTION
 
 
-def keep_outputs(layer: Linear, keep: np.ndarray) -> Linear:
-    """A new, smaller layer that computes only the output units `keep` of `layer`: its weight columns and bias entries."""
-    # BEGIN SOLUTION structured: linear_with the columns `keep` of the weight and the entries `keep` of the bias (or None)
+def keep_outputs(layer, keep: np.ndarray):
+    """A new, smaller layer computing only the output units `keep` of `layer`, with their bias entries.
+
+    A Linear keeps the columns `keep` of its weight, a Conv2d the filters `keep`.
+    """
+    # BEGIN SOLUTION structured: rebuild the layer from the units `keep` of its weight (columns of a Linear's, filters of a Conv2d's) and the entries `keep` of its bias (or None)
     bias = None if layer.bias is None else layer.bias.data[keep]
-    return linear_with(layer.weight.data[:, keep], bias)  # (in, kept)
+    if isinstance(layer, Conv2d):
+        return rebuild(layer, layer.weight.data[keep], bias)  # (kept, in, kh, kw)
+    return rebuild(layer, layer.weight.data[:, keep], bias)  # (in, kept)
     # END SOLUTION
 
 
-def keep_inputs(layer: Linear, keep: np.ndarray) -> Linear:
-    """A new, smaller layer that reads only the inputs `keep` of `layer`: the rows `keep` of its weight, the same bias."""
-    # BEGIN SOLUTION structured: linear_with the rows `keep` of the weight and the whole bias (or None)
+def keep_inputs(layer, keep: np.ndarray, per_unit: int = 1):
+    """A new, smaller layer reading only the inputs `keep` of `layer`, with the same bias.
+
+    A Conv2d keeps the input channels `keep` (weight[:, keep]). A Linear keeps rows of its
+    weight: with per_unit = 1 the rows `keep`; after a Flatten, input unit k is a channel
+    of per_unit = H*W values, rows k*per_unit .. (k+1)*per_unit - 1, and all of them go together.
+    """
+    # BEGIN SOLUTION structured: rebuild with the whole bias and, for a Conv2d, the input channels `keep` of the weight; for a Linear, the rows of each kept unit's block of per_unit rows
     bias = None if layer.bias is None else layer.bias.data
-    return linear_with(layer.weight.data[keep], bias)  # (kept, out)
+    if isinstance(layer, Conv2d):
+        return rebuild(layer, layer.weight.data[:, keep], bias)  # (out, kept, kh, kw)
+    rows = (keep[:, None] * per_unit + np.arange(per_unit)).ravel()  # (kept * per_unit,): each kept unit's block
+    return rebuild(layer, layer.weight.data[rows], bias)  # (kept * per_unit, out)
     # END SOLUTION
 
 
 def prune_structured(model: Sequential, amount: float) -> Sequential:
-    """A new, smaller Sequential: every Linear but the last loses the fraction `amount` of its output units.
+    """A new, smaller Sequential: every Linear or Conv2d but the last loses the fraction `amount` of its units.
 
-    The units with the smallest L1 norm go (importance from the original weights), and the
-    next Linear loses the matching inputs, so the pruned model computes exactly what the
-    original computes with those units' outputs set to zero. The last layer's outputs are
-    the model's and stay. Layers between Linears must hold no parameters (activations,
-    Dropout); they are copied. The original model is not changed, and the two share nothing.
+    The units (neurons, channels) with the smallest L1 norm go, each layer's ranked on its
+    original weights, and the next Linear or Conv2d loses the matching inputs (after a
+    Flatten, a channel's whole block of H*W inputs), so the pruned model computes exactly
+    what the original computes with those units' outputs set to zero. The last layer's
+    outputs are the model's and stay. Layers between must hold no parameters (activations,
+    pooling, Dropout, Flatten); they are copied. A Linear feeding a Conv2d is refused.
+    The original model is not changed, and the two share nothing.
     """
-    # BEGIN SOLUTION structured: TypeError unless model is a Sequential; ValueError if it has fewer than two Linears or a layer with parameters between them; then for each Linear and the next, keep = units_to_keep(original, amount), keep_outputs on the one and keep_inputs on the next
+    # BEGIN SOLUTION structured: TypeError unless a Sequential; ValueError for fewer than two Linear/Conv2d layers, a layer with parameters between them, or a Linear feeding a Conv2d; then for each such layer and the next: keep = units_to_keep(original, amount), keep_outputs on the one, keep_inputs on the next (per_unit = H*W when a Conv2d feeds a Linear)
     if not isinstance(model, Sequential):
         raise TypeError(f"prune_structured: expected a Sequential, got {type(model).__name__}")
     layers = list(model.layers)
-    linear = [index for index, layer in enumerate(layers) if isinstance(layer, Linear)]
-    if len(linear) < 2:
-        raise ValueError(f"prune_structured: the model has {len(linear)} Linear layer(s); removing units needs a "
-                         "layer whose outputs feed another (the last layer's outputs are the model's)")
+    weighted = [index for index, layer in enumerate(layers) if isinstance(layer, (Linear, Conv2d))]
+    if len(weighted) < 2:
+        raise ValueError(f"prune_structured: the model has {len(weighted)} Linear or Conv2d layer(s); removing units "
+                         "needs a layer whose outputs feed another (the last layer's outputs are the model's)")
     for index, layer in enumerate(layers):
-        if index not in linear and isinstance(layer, Module) and layer.parameters():
+        if index not in weighted and isinstance(layer, Module) and layer.parameters():
             raise ValueError(f"prune_structured: layer {index} ({type(layer).__name__}) holds parameters; only Linear "
-                             "layers, with parameter-free layers between them, can be pruned")
-    pruned = [layer if index in linear else copy.deepcopy(layer) for index, layer in enumerate(layers)]
-    for producer, consumer in zip(linear, linear[1:]):
-        keep = units_to_keep(layers[producer], amount)
-        pruned[producer] = keep_outputs(pruned[producer], keep)  # fewer neurons ...
-        pruned[consumer] = keep_inputs(pruned[consumer], keep)  # ... and the next layer stops reading them
+                             "and Conv2d layers, with parameter-free layers between them, can be pruned")
+    pruned = [layer if index in weighted else copy.deepcopy(layer) for index, layer in enumerate(layers)]
+    for producer, consumer in zip(weighted, weighted[1:]):
+        source, reader = layers[producer], layers[consumer]
+        per_unit = 1
+        if isinstance(source, Conv2d) and isinstance(reader, Linear):  # a Flatten between: H*W inputs per channel
+            per_unit, left = divmod(reader.in_features, source.out_channels)
+            if left:
+                raise ValueError(f"prune_structured: {reader!r} reads {reader.in_features} inputs, not a whole number "
+                                 f"per channel of {source!r}")
+        elif isinstance(source, Linear) and isinstance(reader, Conv2d):
+            raise ValueError(f"prune_structured: {source!r} feeds {reader!r}; which outputs make a channel is not "
+                             "known, so this pair cannot be pruned")
+        keep = units_to_keep(source, amount)  # ranked on the original weights
+        pruned[producer] = keep_outputs(pruned[producer], keep)  # fewer neurons or channels ...
+        pruned[consumer] = keep_inputs(pruned[consumer], keep, per_unit)  # ... and the next layer stops reading them
     return Sequential(*pruned)
     # END SOLUTION
 
@@ -400,7 +443,9 @@ def low_rank(layer: Linear, rank: int | None = None, energy: float | None = None
     The bias moves to the second layer. Give exactly one of `rank` and `energy` (then r
     is rank_for_energy(s, energy)); r must lie in 1 .. min(in, out).
     """
-    # BEGIN SOLUTION low_rank: ValueError unless exactly one of rank and energy is given; np.linalg.svd(full_matrices=False); the rank from energy if asked; ValueError unless 1 <= rank <= len(s); linear_with the two factors, the bias on the second
+    # BEGIN SOLUTION low_rank: TypeError unless layer is a Linear; ValueError unless exactly one of rank and energy is given; np.linalg.svd(full_matrices=False); the rank from energy if asked; ValueError unless 1 <= rank <= len(s); rebuild two Linears from the factors, the bias on the second
+    if not isinstance(layer, Linear):
+        raise TypeError(f"low_rank: factorises a Linear, got {type(layer).__name__}")
     if (rank is None) == (energy is None):
         raise ValueError(f"low_rank: give exactly one of rank and energy, got rank={rank}, energy={energy}")
     u, s, vt = np.linalg.svd(layer.weight.data, full_matrices=False)  # (in, k), (k,), (k, out); s descending
@@ -409,9 +454,9 @@ def low_rank(layer: Linear, rank: int | None = None, energy: float | None = None
     if not 1 <= rank <= len(s):
         raise ValueError(f"low_rank: rank must be between 1 and {len(s)} for a {layer.weight.shape} weight, got {rank}")
     root = np.sqrt(s[:rank])  # split each singular value between the two factors
-    first = linear_with(u[:, :rank] * root, None)  # (in, r): the r largest directions, scaled
+    first = rebuild(layer, u[:, :rank] * root, None)  # (in, r): the r largest directions, scaled
     bias = None if layer.bias is None else layer.bias.data
-    second = linear_with(root[:, None] * vt[:rank], bias)  # (r, out)
+    second = rebuild(layer, root[:, None] * vt[:rank], bias)  # (r, out)
     return Sequential(first, second)
     # END SOLUTION
 
