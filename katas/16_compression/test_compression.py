@@ -10,12 +10,12 @@ from harness.budgets import assert_time_ratio
 from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck
 from tinytorch.activations import ReLU, Tanh
 from tinytorch.autograd import no_grad
-from tinytorch.convolutions import Conv2d, Flatten, MaxPool2d
 from tinytorch.compression import (
     CSRMatrix, MaskedOptimizer, apply_masks, distillation_kl, distillation_loss, keep_inputs, keep_largest,
     keep_outputs, low_rank, magnitude_masks, masked_parameters, prunable_weights, prune_structured, rank_for_energy,
     sparsity, unit_importance, units_to_keep,
 )
+from tinytorch.convolutions import Conv2d, Flatten, MaxPool2d
 from tinytorch.dataloader import load_digits, train_test_split
 from tinytorch.layers import Dropout, Linear, Module, Parameter, Sequential
 from tinytorch.losses import CrossEntropyLoss, cross_entropy
