@@ -7,7 +7,6 @@ that recipe runs on your tinytorch: two Conv2d + ReLU + MaxPool2d stages and one
 Linear layer read the 8x8 digits of the 1986 milestone, on the same split.
 
     python katas/milestones/1998_cnn_digits.py                    # your tinytorch
-    python katas/milestones/1998_cnn_digits.py --impl=reference   # the reference, to compare
 
 The targets: at least 98% accuracy on the 359 held-out images, with fewer parameters
 than the 1986 MLP (9,610), filters that visibly learned (each conv layer's weights move

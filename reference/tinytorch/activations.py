@@ -46,7 +46,8 @@ def tanh(x: Tensor) -> Tensor:
 def gelu(x: Tensor) -> Tensor:
     """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     # BEGIN SOLUTION gelu: compute `data` with the tanh approximation
-    data = 0.5 * x.data * (1 + np.tanh(GELU_SCALE * (x.data + 0.044715 * x.data ** 3)))
+    cube = x.data * x.data * x.data  # numpy's general ** 3 path is about 20x slower on float32
+    data = 0.5 * x.data * (1 + np.tanh(GELU_SCALE * (x.data + 0.044715 * cube)))
     # END SOLUTION
     return Tensor.from_op(data, "gelu", (x,))
 

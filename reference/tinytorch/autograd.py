@@ -347,8 +347,9 @@ def gelu_backward(out, grad):
     (x,) = out.parents
     x = x.data
     c = math.sqrt(2 / math.pi)  # a Python float: a numpy float64 would turn float32 gradients into float64
-    t = np.tanh(c * (x + 0.044715 * x ** 3))
-    du = c * (1 + 3 * 0.044715 * x ** 2)
+    square = x * x  # not x ** 2 and x ** 3: numpy's general power path is about 20x slower on float32
+    t = np.tanh(c * (x + 0.044715 * square * x))
+    du = c * (1 + 3 * 0.044715 * square)
     return (grad * (0.5 * (1 + t) + 0.5 * x * (1 - t ** 2) * du),)
     # END SOLUTION
 
