@@ -264,6 +264,8 @@ class TestMagnitude:
         """keep_largest(|w| of (2, 3), 0.5) is False at the 3 smallest, True elsewhere, booleans of the same shape."""
         magnitudes = np.array([[0.5, 0.1, 0.9], [0.3, 2.0, 0.05]])
         got = keep_largest(magnitudes, 0.5)
+        assert np.array_equal(magnitudes, [[0.5, 0.1, 0.9], [0.3, 2.0, 0.05]]), (
+            f"keep_largest changed the magnitudes it was given to {magnitudes.tolist()}: sort a copy (np.argsort)")
         assert isinstance(got, np.ndarray) and got.dtype == np.bool_, (
             f"keep_largest should return a boolean array, got {type(got).__name__} {getattr(got, 'dtype', '')}")
         expected = np.array([[True, False, True], [False, True, False]])
@@ -920,7 +922,7 @@ class TestLowRank:
         raises_naming(lambda: rank_for_energy([2.0, 1.0], 1.5), ValueError, ["1.5"], "rank_for_energy(s, 1.5)")
 
     def test_two_thin_layers(self):
-        """low_rank(Linear(7, 5), rank=2): Linear(7, 2) without bias, then Linear(2, 5) with the original bias; 7*2 + 2*5 + 5 numbers."""
+        """low_rank(Linear(7, 5), rank=2): Linear(7, 2) without bias, then Linear(2, 5) with the original bias (none if it had none)."""
         layer = mlp(7, 5, seed=70, dtype=np.float64)[0]
         before = snapshot(Sequential(layer))
         got = low_rank(layer, rank=2)
@@ -933,6 +935,8 @@ class TestLowRank:
         assert np.array_equal(second.bias.data, layer.bias.data), "the second layer carries the original bias"
         assert got.num_parameters() == 7 * 2 + 2 * 5 + 5, f"expected {7 * 2 + 2 * 5 + 5} numbers, got {got.num_parameters()}"
         assert_unchanged(Sequential(layer), before, "low_rank")
+        plain = low_rank(Linear(7, 5, bias=False, rng=np.random.default_rng(77)), rank=3)
+        assert plain[0].bias is None and plain[1].bias is None, "a Linear without bias factorises into two without bias"
 
     @pytest.mark.parametrize("shape", [(7, 5), (6, 6), (4, 9)])
     def test_eckart_young(self, shape):
