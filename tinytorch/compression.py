@@ -16,7 +16,7 @@ four ways, each with its own trade:
   big teacher's softened predictions.
 
     masks = magnitude_masks(model, amount=0.9, scope="global")      # {weight name: keep-mask}
-    optimizer = MaskedOptimizer(Adam(model.parameters(), lr=1e-3), model, masks)  # prunes, then keeps it pruned
+    optimizer = MaskedOptimizer(Adam(model.parameters(), lr=1e-2), model, masks)  # prunes, then keeps it pruned
     smaller = prune_structured(model, amount=0.5)                    # half the hidden neurons, removed
     packed = CSRMatrix.from_dense(model[0].weight.data.T)            # y.T = packed.matmul(x.T)
     two_layers = low_rank(model[0], energy=0.9)                      # Linear(64, r), Linear(r, 128)
