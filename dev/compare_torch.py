@@ -35,6 +35,9 @@ implementation.install("reference")
 
 from tinytorch.activations import ReLU, gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: E402
 from tinytorch.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention  # noqa: E402
+from tinytorch.compression import (  # noqa: E402
+    CSRMatrix, distillation_kl, distillation_loss, low_rank, magnitude_masks, units_to_keep,
+)
 from tinytorch.convolutions import avg_pool2d, batch_norm2d, col2im, conv2d, im2col, max_pool2d  # noqa: E402
 from tinytorch.embeddings import embedding  # noqa: E402
 from tinytorch.layers import Dropout, Linear, Sequential, kaiming_uniform  # noqa: E402
@@ -938,6 +941,90 @@ def float64_options(torch, rng) -> bool:
     return ok
 
 
+def compression_checks(torch, rng) -> bool:
+    """Kata 16 against torch.nn.utils.prune, torch.sparse and F.kl_div, in float64, on tie-free random weights."""
+    import warnings
+
+    import torch.nn.utils.prune as prune
+
+    functional, ok = torch.nn.functional, True
+
+    def torch_linears(model):  # PyTorch's Linear weight is (out, in): ours transposed
+        linears = [torch.nn.Linear(layer.in_features, layer.out_features, dtype=torch.float64)
+                   for layer in model.layers if isinstance(layer, Linear)]
+        for theirs, ours in zip(linears, [layer for layer in model.layers if isinstance(layer, Linear)]):
+            with torch.no_grad():
+                theirs.weight.copy_(torch.from_numpy(ours.weight.data.T.copy()))
+        return linears
+
+    model = Sequential(Linear(12, 9, rng=rng), ReLU(), Linear(9, 5, rng=rng))
+    for layer in (model[0], model[2]):
+        layer.weight.data = layer.weight.data.astype(np.float64) * rng.uniform(0.1, 3.0)  # layers of different scale
+    for amount in (0.37, 0.5, 0.9):
+        ours = magnitude_masks(model, amount, "layer")
+        linears = torch_linears(model)
+        for linear in linears:
+            prune.l1_unstructured(linear, "weight", amount=amount)
+        ok &= all([same(f"l1_unstructured, amount {amount}: mask of {name}", ours[name].T.astype(float),
+                        linear.weight_mask.numpy()) for name, linear in zip(("0.weight", "2.weight"), linears)])
+        ours = magnitude_masks(model, amount, "global")
+        linears = torch_linears(model)
+        prune.global_unstructured([(linear, "weight") for linear in linears], prune.L1Unstructured, amount=amount)
+        ok &= all([same(f"global_unstructured, amount {amount}: mask of {name}", ours[name].T.astype(float),
+                        linear.weight_mask.numpy()) for name, linear in zip(("0.weight", "2.weight"), linears)])
+    for amount in (0.3, 0.5):
+        linear = torch_linears(model)[0]
+        prune.ln_structured(linear, "weight", amount=amount, n=1, dim=0)  # zeroes whole rows (units) of (out, in)
+        kept = np.flatnonzero(linear.weight_mask.numpy().any(axis=1))
+        ok &= same(f"ln_structured(n=1), amount {amount}: the units kept", units_to_keep(model[0], amount), kept)
+
+    dense = rng.standard_normal((6, 5)) * (rng.random((6, 5)) < 0.4)
+    dense[[0, 3, 5]] = 0.0  # empty rows first, in the middle and last
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # PyTorch calls its sparse CSR support beta
+        theirs = torch.from_numpy(dense).to_sparse_csr()
+    packed = CSRMatrix.from_dense(dense)
+    ok &= same("CSR row pointers (crow_indices)", packed.row_pointers, theirs.crow_indices().numpy())
+    ok &= same("CSR column indices (col_indices)", packed.column_indices, theirs.col_indices().numpy())
+    ok &= same("CSR values", packed.values, theirs.values().numpy())
+    x = rng.standard_normal((5, 3))
+    ok &= same("CSR matmul vs torch.sparse.mm", packed.matmul(x), torch.sparse.mm(theirs, torch.from_numpy(x)).numpy())
+
+    weight = rng.standard_normal((7, 5))
+    layer = Linear(7, 5, rng=rng)
+    layer.weight.data = weight
+    u, s, vh = torch.linalg.svd(torch.from_numpy(weight), full_matrices=False)
+    for rank in (1, 3):
+        factors = low_rank(layer, rank=rank)
+        ok &= same(f"low_rank, rank {rank}: the product of the factors", factors[0].weight.data @ factors[1].weight.data,
+                   (u[:, :rank] * s[:rank] @ vh[:rank]).numpy(), tolerance=1e-10)
+
+    student, teacher = rng.standard_normal((6, 4)) * 3, rng.standard_normal((6, 4)) * 3
+    targets = rng.integers(0, 4, size=6)
+    for temperature in (1.0, 2.5, 6.0):
+        for alpha in (1.0, 0.3):
+            mine = Tensor(student.copy(), dtype=np.float64, requires_grad=True)
+            t_student = torch.tensor(student, requires_grad=True)
+            out = distillation_loss(mine, teacher, targets, temperature=temperature, alpha=alpha)
+            soft = temperature ** 2 * functional.kl_div(functional.log_softmax(t_student / temperature, dim=1),
+                                                        functional.log_softmax(torch.from_numpy(teacher) / temperature, dim=1),
+                                                        reduction="batchmean", log_target=True)
+            t_out = alpha * soft + (1 - alpha) * functional.cross_entropy(t_student, torch.from_numpy(targets))
+            upstream = rng.standard_normal()
+            out.backward(np.array(upstream))
+            t_out.backward(torch.tensor(upstream, dtype=torch.float64))
+            ok &= same(f"distillation_loss T={temperature} alpha={alpha}: value vs T^2 kl_div", out.data,
+                       t_out.detach().numpy())
+            ok &= same(f"distillation_loss T={temperature} alpha={alpha}: gradient", mine.grad, t_student.grad.numpy())
+    alone = distillation_kl(Tensor(student, dtype=np.float64), teacher, 2.0)
+    reverse = 4.0 * functional.kl_div(functional.log_softmax(torch.from_numpy(teacher) / 2, dim=1),
+                                      functional.log_softmax(torch.from_numpy(student) / 2, dim=1),
+                                      reduction="batchmean", log_target=True)
+    direction = not np.isclose(float(alone.data), float(reverse))
+    print(f"  {'ok ' if direction else 'BAD'} {'distillation_kl is not KL(student || teacher)':<44}")
+    return ok and direction
+
+
 def torch_parameters(torch, module) -> dict:
     """{dotted name: a PyTorch leaf tensor holding a copy of that parameter}; our Linear weights are (in, out) as well."""
     return {name: torch.from_numpy(p.data.copy()).requires_grad_(True) for name, p in module.named_parameters()}
@@ -1101,6 +1188,8 @@ def main(argv=None) -> int:
     ok &= float64_options(torch, np.random.default_rng(1))
     print("\nquantization (kata 15):")
     ok &= quantization_checks(torch, np.random.default_rng(15))
+    print("\ncompression against torch.nn.utils.prune, torch.sparse and F.kl_div (kata 16, float64):")
+    ok &= compression_checks(torch, np.random.default_rng(3))
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:
