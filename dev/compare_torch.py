@@ -32,8 +32,11 @@ from harness import implementation  # noqa: E402
 
 implementation.install("reference")
 
+import itertools  # noqa: E402
+
 from tinytorch.activations import ReLU, gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: E402
 from tinytorch.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention  # noqa: E402
+from tinytorch.convolutions import avg_pool2d, batch_norm2d, col2im, conv2d, im2col, max_pool2d  # noqa: E402
 from tinytorch.embeddings import embedding  # noqa: E402
 from tinytorch.layers import Dropout, Linear, Sequential, kaiming_uniform  # noqa: E402
 from tinytorch.losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss  # noqa: E402
@@ -221,6 +224,32 @@ def workloads(torch, rng):
         return close("Adam step: weights after one step", params[0].data, t_params[0].detach().numpy(), 1e-6)
     found.append((f"Adam step over {sum(p.data.size for p in params):,} parameters", big_ours.step,
                   big_theirs.step, check_adam))
+    for x_shape, out_channels, label in (((32, 3, 32, 32), 16, "conv2d (32,3,32,32) -> 16, 3x3, pad 1, fwd+bwd"),
+                                         ((64, 1, 8, 8), 16, "conv2d (64,1,8,8) -> 16, 3x3, pad 1, fwd+bwd"),
+                                         ((64, 16, 4, 4), 32, "conv2d (64,16,4,4) -> 32, 3x3, pad 1, fwd+bwd")):
+        found.append(conv_workload(torch, rng, x_shape, out_channels, label))
+
+    images = rng.standard_normal((32, 16, 32, 32), dtype=np.float32)
+    pool_grad = rng.standard_normal((32, 16, 16, 16), dtype=np.float32)
+    t_pool_grad = torch.from_numpy(pool_grad)
+
+    def ours_pool():
+        x = Tensor(images, requires_grad=True)
+        out = max_pool2d(x, 2)
+        out.backward(pool_grad)
+        return out, x
+
+    def theirs_pool():
+        x = torch.from_numpy(images).requires_grad_(True)
+        out = torch.nn.functional.max_pool2d(x, 2)
+        out.backward(t_pool_grad)
+        return out, x
+
+    def check_pool():
+        (out, x), (t_out, tx) = ours_pool(), theirs_pool()
+        return (close("max_pool2d output", out.data, t_out.detach().numpy(), 1e-6)
+                & close("max_pool2d input gradient", x.grad, tx.grad.numpy(), 1e-6))
+    found.append(("max_pool2d 2x2 of (32,16,32,32), fwd+bwd", ours_pool, theirs_pool, check_pool))
     found += embedding_workloads(torch, rng)
     found += attention_workloads(torch, rng)
     return found
@@ -691,6 +720,101 @@ def training_and_data_edges(torch) -> tuple[bool, list[str]]:
     return ok, by_design
 
 
+def conv_workload(torch, rng, x_shape, out_channels, label):
+    """(name, ours, theirs, check) for conv2d forward + backward, float32, 3x3 kernel, padding 1, with bias."""
+    x = rng.standard_normal(x_shape, dtype=np.float32)
+    w = rng.standard_normal((out_channels, x_shape[1], 3, 3), dtype=np.float32) * 0.2
+    b = rng.standard_normal(out_channels, dtype=np.float32)
+    grad = rng.standard_normal((x_shape[0], out_channels) + x_shape[2:], dtype=np.float32)
+    t_grad = torch.from_numpy(grad)
+
+    def ours():
+        tensors = [Tensor(a, requires_grad=True) for a in (x, w, b)]
+        out = conv2d(*tensors, stride=1, padding=1)
+        out.backward(grad)
+        return out, tensors
+
+    def theirs():
+        tensors = [torch.from_numpy(a).requires_grad_(True) for a in (x, w, b)]
+        out = torch.nn.functional.conv2d(*tensors, stride=1, padding=1)
+        out.backward(t_grad)
+        return out, tensors
+
+    def check():
+        (out, mine), (t_out, their) = ours(), theirs()
+        ok = close(f"{label.split(' ->')[0]}: output", out.data, t_out.detach().numpy(), 1e-4)
+        for name, a, t in zip(("input", "weight", "bias"), mine, their):
+            ok &= close(f"{label.split(' ->')[0]}: {name} gradient", a.grad, t.grad.numpy(), 1e-3)
+        return ok
+    return label, ours, theirs, check
+
+
+def float64_options(torch, rng) -> bool:
+    """Every option of the convolution kata against PyTorch in float64: values and every gradient."""
+    def worst(pairs):
+        return max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)), initial=0.0)) for a, b in pairs)
+
+    def run(ours, theirs, arrays, *args):
+        mine = [Tensor(a, dtype=np.float64, requires_grad=True) for a in arrays]
+        their = [torch.from_numpy(a.copy()).requires_grad_(True) for a in arrays]
+        out, t_out = ours(*mine, *args), theirs(*their, *args)
+        grad = rng.standard_normal(out.shape)
+        out.backward(grad)
+        t_out.backward(torch.from_numpy(grad))
+        same_inf = np.isinf(out.data) & (out.data == t_out.detach().numpy())
+        values = np.where(same_inf, 0.0, out.data - np.where(same_inf, 0.0, t_out.detach().numpy()))
+        return [(values, 0.0)] + [(a.grad, t.grad.numpy()) for a, t in zip(mine, their)]
+
+    ok, errors = True, {}
+    for (h, w), (kh, kw), stride, padding, bias in itertools.product(
+            [(7, 7), (6, 9)], [(3, 3), (1, 1), (2, 3)], [1, 2, 3, (2, 1)], [0, 1, 2, (1, 0)], [True, False]):
+        ph, pw = (padding, padding) if isinstance(padding, int) else padding
+        if kh > h + 2 * ph or kw > w + 2 * pw:
+            continue
+        arrays = [rng.standard_normal((2, 3, h, w)), rng.standard_normal((4, 3, kh, kw))] + \
+            ([rng.standard_normal(4)] if bias else [])
+        pairs = run(lambda *t: conv2d(*t[:len(arrays)], stride=stride, padding=padding),
+                    lambda *t: torch.nn.functional.conv2d(*t[:len(arrays)], stride=stride, padding=padding), arrays)
+        errors["conv2d"] = max(errors.get("conv2d", 0.0), worst(pairs))
+        x, kernel, size = arrays[0], (kh, kw), (h, w)
+        cols = rng.standard_normal(im2col(x, kernel, stride, padding).shape)
+        unfold = torch.nn.functional.unfold(torch.from_numpy(x), kernel, stride=stride, padding=padding).numpy()
+        fold = torch.nn.functional.fold(torch.from_numpy(cols), size, kernel, stride=stride, padding=padding).numpy()
+        errors["im2col, col2im (unfold, fold)"] = max(errors.get("im2col, col2im (unfold, fold)", 0.0), worst(
+            [(im2col(x, kernel, stride, padding), unfold), (col2im(cols, x.shape, kernel, stride, padding), fold)]))
+    pool_cases = list(itertools.product([(7, 7), (6, 9)], [2, 3, (2, 3)], [None, 1, 2, (1, 2)], [0, 1, (1, 0)]))
+    inputs = [lambda shape: rng.standard_normal(shape), lambda shape: np.round(rng.standard_normal(shape)),
+              lambda shape: np.where(rng.random(shape) < 0.7, -np.inf, rng.standard_normal(shape))]
+    for (h, w), kernel, stride, padding in pool_cases:
+        k, p = ((kernel, kernel) if isinstance(kernel, int) else kernel), (padding, padding) if isinstance(padding, int) else padding
+        if 2 * p[0] > k[0] or 2 * p[1] > k[1]:
+            continue
+        for make in inputs:  # random values; integers (ties); mostly -inf
+            pairs = run(lambda x: max_pool2d(x, kernel, stride, padding),
+                        lambda x: torch.nn.functional.max_pool2d(x, kernel, stride, padding), [make((2, 3, h, w))])
+            errors["max_pool2d (ties, -inf)"] = max(errors.get("max_pool2d (ties, -inf)", 0.0), worst(pairs))
+        for include in (True, False):
+            pairs = run(lambda x: avg_pool2d(x, kernel, stride, padding, include),
+                        lambda x: torch.nn.functional.avg_pool2d(x, kernel, stride, padding, count_include_pad=include),
+                        [rng.standard_normal((2, 3, h, w))])
+            errors["avg_pool2d (count_include_pad both)"] = max(
+                errors.get("avg_pool2d (count_include_pad both)", 0.0), worst(pairs))
+    for training in (True, False):
+        running = [rng.standard_normal(3), rng.random(3) + 0.5]
+        t_running = [torch.from_numpy(r.copy()) for r in running]
+        pairs = run(lambda x, g, b: batch_norm2d(x, g, b, running[0], running[1], training, 0.1, 1e-5),
+                    lambda x, g, b: torch.nn.functional.batch_norm(x, t_running[0], t_running[1], g, b, training, 0.1, 1e-5),
+                    [rng.standard_normal((4, 3, 5, 6)) * 2 + 1, rng.standard_normal(3), rng.standard_normal(3)])
+        pairs += [(running[0], t_running[0].numpy()), (running[1], t_running[1].numpy())]
+        name = f"batch_norm2d ({'training' if training else 'eval'}, running stats)"
+        errors[name] = worst(pairs)
+    for name, error in errors.items():
+        good = error <= 1e-9
+        ok &= good
+        print(f"  {'ok ' if good else 'BAD'} {name:<44} largest difference {error:.1e} (float64, every option)")
+    return ok
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python dev/compare_torch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repeats instead of 20")
@@ -721,6 +845,8 @@ def main(argv=None) -> int:
     print("\nvalues at the edges, katas 07-08 (float64):")
     edges_ok, _ = training_and_data_edges(torch)
     ok &= edges_ok
+    print("\nconvolutions and pools in float64, every option (kata 09):")
+    ok &= float64_options(torch, np.random.default_rng(1))
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:

@@ -45,12 +45,15 @@ class Module:
         # object.__setattr__ skips our own __setattr__, which needs these registries to exist.
         object.__setattr__(self, "_parameters", {})  # name -> Parameter, in assignment order
         object.__setattr__(self, "_modules", {})  # name -> child Module, in assignment order
+        object.__setattr__(self, "_buffers", {})  # name -> numpy array saved but not learned (register_buffer)
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() at the start of __init__, "
                                  f"before assigning self.{name}")
+        if name in self._buffers:  # a buffer re-assigned: see register_buffer
+            raise NotImplementedError("04_layers · state_dict: an array keeps the name a buffer with the new value; anything else unregisters it")
         raise NotImplementedError("04_layers · module: record a Parameter in self._parameters or a Module in self._modules (and drop the name from both otherwise), then set the attribute")
 
     def forward(self, *args, **kwargs):
@@ -110,17 +113,31 @@ class Module:
 
     # -- saving and loading -----------------------------------------------------------------
 
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Keep the numpy array `value` as `self.<name>`: state that is saved but not learned.
+
+        BatchNorm's running statistics are buffers: state_dict() saves them and
+        load_state_dict() restores them, but they are not parameters (no gradient, no
+        optimizer). Re-assigning `self.<name>` an array keeps it a buffer with the new
+        value; assigning anything else unregisters it, as for a parameter.
+        """
+        raise NotImplementedError("04_layers · state_dict: refuse a name with a dot or already used (KeyError) and a value that is not a numpy array (TypeError); record it in self._buffers and set the attribute")
+
+    def named_buffers(self) -> list:
+        """(dotted name, array) for every buffer of this module and its descendants, in the order of named_parameters."""
+        raise NotImplementedError("04_layers · state_dict: walk named_modules in order and list each module's buffers with dotted names, skipping arrays already seen")
+
     def state_dict(self) -> dict:
-        """{dotted name: a numpy COPY of the parameter's values}: a snapshot that training cannot change."""
-        raise NotImplementedError("04_layers · state_dict: map each dotted parameter name to a copy of its array")
+        """{dotted name: a numpy COPY of the values}, parameters then buffers: a snapshot that training cannot change."""
+        raise NotImplementedError("04_layers · state_dict: map each dotted parameter name to a copy of its array, then each dotted buffer name to a copy of the buffer")
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy the values in `state` into the existing parameters, in place.
+        """Copy the values in `state` into the existing parameters and buffers, in place.
 
-        Raises KeyError if a parameter has no entry or an entry names no parameter, and
+        Raises KeyError if a parameter or buffer has no entry or an entry names neither, and
         ValueError if an entry's shape differs; nothing is changed unless everything fits.
         """
-        raise NotImplementedError("04_layers · state_dict: check every key (KeyError) and shape (ValueError) first, then copy each value into the parameter's existing array")
+        raise NotImplementedError("04_layers · state_dict: check every key (KeyError) and shape (ValueError) first, then copy each value into the existing array of its parameter or buffer")
 
     def __repr__(self) -> str:
         children = "".join(f"\n  ({name}): " + repr(child).replace("\n", "\n  ")

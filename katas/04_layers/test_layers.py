@@ -733,3 +733,114 @@ class TestOptimize:
 
         assert_time_ratio(candidate, baseline, budget=2.5,
                           what="Linear(512, 512) forward + backward vs the same math in numpy")
+
+
+# -- buffers: state that is saved but not learned -----------------------------------------------
+
+
+class Counter(Module):
+    """A parameter, then two buffers: a running mean (3,) and a count (1,)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = Parameter(np.ones(3))
+        self.register_buffer("running_mean", np.zeros(3, dtype=np.float32))
+        self.register_buffer("count", np.zeros(1, dtype=np.int64))
+
+    def forward(self, x):
+        return x * self.scale
+
+
+@pytest.mark.checkpoint("state_dict")
+class TestBuffers:
+    def test_register_buffer_keeps_the_array_as_an_attribute(self):
+        """register_buffer('running_mean', array) makes self.running_mean that same array, listed by named_buffers(), not a parameter."""
+        module = Counter()
+        assert isinstance(module.running_mean, np.ndarray) and module.running_mean.dtype == np.float32, \
+            f"self.running_mean should be the float32 array given, got {module.running_mean!r}"
+        named = module.named_buffers()
+        assert [name for name, _ in named] == ["running_mean", "count"], \
+            f"named_buffers() names, in registration order: got {[name for name, _ in named]}"
+        assert named[0][1] is module.running_mean, \
+            "named_buffers() should list the registered array itself (the module updates it in place)"
+        assert [name for name, _ in module.named_parameters()] == ["scale"], \
+            f"a buffer is not a parameter: named_parameters() gave {[n for n, _ in module.named_parameters()]}"
+        assert module.num_parameters() == 3, f"num_parameters() counts parameters only: got {module.num_parameters()}"
+
+    def test_named_buffers_of_children_have_dotted_names(self):
+        """In Sequential(Linear(3, 3), Counter()) the buffers are '1.running_mean' and '1.count'."""
+        model = Sequential(Linear(3, 3, rng=np.random.default_rng(40)), Counter())
+        names = [name for name, _ in model.named_buffers()]
+        assert names == ["1.running_mean", "1.count"], f"named_buffers() of the Sequential: got {names}"
+
+    def test_state_dict_holds_copies_of_buffers_after_parameters(self):
+        """state_dict() lists parameters, then buffers by dotted name, each a copy: a later in-place update leaves it alone."""
+        model = Sequential(Linear(3, 3, rng=np.random.default_rng(41)), Counter())
+        state = model.state_dict()
+        assert list(state) == ["0.weight", "0.bias", "1.scale", "1.running_mean", "1.count"], \
+            f"state_dict() keys: got {list(state)}"
+        assert state["1.count"].dtype == np.int64, f"a buffer keeps its dtype in the state dict: got {state['1.count'].dtype}"
+        model[1].running_mean += 5.0  # what BatchNorm does to its running mean every training step
+        assert_close(state["1.running_mean"], np.zeros(3), "the saved running mean after the buffer changed "
+                     "(state_dict must copy buffers too)", rtol=0, atol=0)
+
+    def test_load_state_dict_writes_into_the_existing_buffers(self):
+        """load_state_dict() copies saved buffers into the module's own arrays (the same objects), keeping their dtype."""
+        source, target = Counter(), Counter()
+        source.running_mean[...] = [1.0, 2.0, 3.0]
+        source.count[...] = 7
+        array = target.running_mean
+        target.load_state_dict(source.state_dict())
+        assert target.running_mean is array, "load_state_dict must write into the existing buffer, not replace it"
+        assert_close(target.running_mean, [1.0, 2.0, 3.0], "running_mean after loading", rtol=0, atol=0)
+        assert target.count[0] == 7 and target.count.dtype == np.int64, \
+            f"count after loading: expected int64 [7], got {target.count!r}"
+
+    def test_a_missing_buffer_is_a_key_error_and_nothing_changes(self):
+        """A state dict without 'running_mean' raises KeyError naming it, and leaves the parameters untouched."""
+        module, state = Counter(), Counter().state_dict()
+        state["scale"] = np.full(3, 9.0)
+        del state["running_mean"]
+        with pytest.raises(KeyError, match="running_mean"):
+            module.load_state_dict(state)
+        assert_close(module.scale, np.ones(3), "scale after a failed load (check everything before copying)",
+                     rtol=0, atol=0)
+
+    def test_a_buffer_of_the_wrong_shape_is_a_value_error_and_nothing_changes(self):
+        """A (4,) 'running_mean' for a (3,) buffer raises ValueError naming the key and both shapes; nothing is copied."""
+        module, state = Counter(), Counter().state_dict()
+        state["scale"] = np.full(3, 9.0)
+        state["running_mean"] = np.zeros(4)
+        with pytest.raises(ValueError) as error:
+            module.load_state_dict(state)
+        message = str(error.value)
+        assert "running_mean" in message and "(4,)" in message and "(3,)" in message, \
+            f"the message should name 'running_mean', (4,) and (3,); it was: {message}"
+        assert_close(module.scale, np.ones(3), "scale after a failed load (check every shape before copying)",
+                     rtol=0, atol=0)
+
+    def test_reassigning_a_buffer(self):
+        """self.running_mean = new array keeps it a buffer with the new value; a Parameter or None unregisters it."""
+        module = Counter()
+        module.running_mean = np.full(3, 4.0, dtype=np.float32)
+        assert_close(module.state_dict()["running_mean"], np.full(3, 4.0), "the saved running_mean after "
+                     "self.running_mean = np.full(3, 4.0)", rtol=0, atol=0)
+        module.count = None
+        assert [name for name, _ in module.named_buffers()] == ["running_mean"], \
+            f"after self.count = None, count is no longer a buffer: got {[n for n, _ in module.named_buffers()]}"
+        module.running_mean = Parameter(np.zeros(3))
+        assert [name for name, _ in module.named_buffers()] == [], "a buffer re-assigned a Parameter becomes a parameter"
+        assert [name for name, _ in module.named_parameters()] == ["scale", "running_mean"], \
+            f"named_parameters() after re-assigning: got {[n for n, _ in module.named_parameters()]}"
+
+    def test_register_buffer_refuses_bad_names_and_values(self):
+        """A dotted name or a parameter's name is a KeyError; a list instead of a numpy array is a TypeError naming the type."""
+        module = Counter()
+        with pytest.raises(KeyError):
+            module.register_buffer("stats.mean", np.zeros(3))
+        with pytest.raises(KeyError, match="scale"):
+            module.register_buffer("scale", np.zeros(3))
+        with pytest.raises(TypeError, match="list"):
+            module.register_buffer("history", [0.0, 1.0])
+        assert [name for name, _ in module.named_buffers()] == ["running_mean", "count"], \
+            f"a refused buffer must not be registered: got {[n for n, _ in module.named_buffers()]}"

@@ -44,12 +44,20 @@ class Module:
         # object.__setattr__ skips our own __setattr__, which needs these registries to exist.
         object.__setattr__(self, "_parameters", {})  # name -> Parameter, in assignment order
         object.__setattr__(self, "_modules", {})  # name -> child Module, in assignment order
+        object.__setattr__(self, "_buffers", {})  # name -> numpy array saved but not learned (register_buffer)
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value) -> None:
         if "_parameters" not in self.__dict__:
             raise AttributeError(f"{type(self).__name__}: call super().__init__() at the start of __init__, "
                                  f"before assigning self.{name}")
+        if name in self._buffers:  # a buffer re-assigned: see register_buffer
+            # BEGIN SOLUTION state_dict: an array keeps the name a buffer with the new value; anything else unregisters it
+            if isinstance(value, np.ndarray):
+                self._buffers[name] = value
+            else:
+                del self._buffers[name]
+            # END SOLUTION
         # BEGIN SOLUTION module: record a Parameter in self._parameters or a Module in self._modules (and drop the name from both otherwise), then set the attribute
         if isinstance(value, Parameter):
             self._modules.pop(name, None)
@@ -150,20 +158,52 @@ class Module:
 
     # -- saving and loading -----------------------------------------------------------------
 
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Keep the numpy array `value` as `self.<name>`: state that is saved but not learned.
+
+        BatchNorm's running statistics are buffers: state_dict() saves them and
+        load_state_dict() restores them, but they are not parameters (no gradient, no
+        optimizer). Re-assigning `self.<name>` an array keeps it a buffer with the new
+        value; assigning anything else unregisters it, as for a parameter.
+        """
+        # BEGIN SOLUTION state_dict: refuse a name with a dot or already used (KeyError) and a value that is not a numpy array (TypeError); record it in self._buffers and set the attribute
+        if "." in name or name in self._parameters or name in self._modules:
+            raise KeyError(f"register_buffer: {name!r} cannot name a buffer: it contains a dot or already names "
+                           f"a parameter or a child module")
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"register_buffer: buffer {name!r} must be a numpy array, got {type(value).__name__}")
+        self._buffers[name] = value
+        object.__setattr__(self, name, value)
+        # END SOLUTION
+
+    def named_buffers(self) -> list:
+        """(dotted name, array) for every buffer of this module and its descendants, in the order of named_parameters."""
+        # BEGIN SOLUTION state_dict: walk named_modules in order and list each module's buffers with dotted names, skipping arrays already seen
+        buffers, seen = [], set()
+        for prefix, module in self.named_modules():
+            for name, buffer in module._buffers.items():
+                if id(buffer) not in seen:
+                    seen.add(id(buffer))
+                    buffers.append((f"{prefix}.{name}" if prefix else name, buffer))
+        return buffers
+        # END SOLUTION
+
     def state_dict(self) -> dict:
-        """{dotted name: a numpy COPY of the parameter's values}: a snapshot that training cannot change."""
-        # BEGIN SOLUTION state_dict: map each dotted parameter name to a copy of its array
-        return {name: parameter.data.copy() for name, parameter in self.named_parameters()}
+        """{dotted name: a numpy COPY of the values}, parameters then buffers: a snapshot that training cannot change."""
+        # BEGIN SOLUTION state_dict: map each dotted parameter name to a copy of its array, then each dotted buffer name to a copy of the buffer
+        return {name: parameter.data.copy() for name, parameter in self.named_parameters()} | {
+            name: buffer.copy() for name, buffer in self.named_buffers()}
         # END SOLUTION
 
     def load_state_dict(self, state: dict) -> None:
-        """Copy the values in `state` into the existing parameters, in place.
+        """Copy the values in `state` into the existing parameters and buffers, in place.
 
-        Raises KeyError if a parameter has no entry or an entry names no parameter, and
+        Raises KeyError if a parameter or buffer has no entry or an entry names neither, and
         ValueError if an entry's shape differs; nothing is changed unless everything fits.
         """
-        # BEGIN SOLUTION state_dict: check every key (KeyError) and shape (ValueError) first, then copy each value into the parameter's existing array
-        parameters = dict(self.named_parameters())
+        # BEGIN SOLUTION state_dict: check every key (KeyError) and shape (ValueError) first, then copy each value into the existing array of its parameter or buffer
+        # name -> the array to write into: every parameter's, then every buffer
+        parameters = {name: parameter.data for name, parameter in self.named_parameters()} | dict(self.named_buffers())
         missing = [name for name in parameters if name not in state]
         unexpected = [name for name in state if name not in parameters]
         if missing or unexpected:
@@ -174,7 +214,7 @@ class Module:
                 raise ValueError(f"load_state_dict: {name!r} has shape {np.shape(value)} in the state dict "
                                  f"but {parameters[name].shape} in the model")
         for name, value in state.items():
-            parameters[name].data[...] = value  # into the existing array: anything holding it sees the new values
+            parameters[name][...] = value  # into the existing array: anything holding it sees the new values
         # END SOLUTION
 
     def __repr__(self) -> str:
