@@ -42,6 +42,7 @@ from tinytorch.layers import Dropout, Linear, Sequential, kaiming_uniform  # noq
 from tinytorch.losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss  # noqa: E402
 from tinytorch.optimizers import Adam, AdamW, SGD  # noqa: E402
 from tinytorch.tensor import Tensor  # noqa: E402
+from tinytorch.transformer import GPT, Block, GPTConfig, LayerNorm  # noqa: E402
 
 
 def best_of(functions: dict, repeats: int) -> dict:
@@ -252,6 +253,7 @@ def workloads(torch, rng):
     found.append(("max_pool2d 2x2 of (32,16,32,32), fwd+bwd", ours_pool, theirs_pool, check_pool))
     found += embedding_workloads(torch, rng)
     found += attention_workloads(torch, rng)
+    found += transformer_workloads(torch, rng)
     return found
 
 
@@ -813,6 +815,136 @@ def float64_options(torch, rng) -> bool:
         ok &= good
         print(f"  {'ok ' if good else 'BAD'} {name:<44} largest difference {error:.1e} (float64, every option)")
     return ok
+
+
+def torch_parameters(torch, module) -> dict:
+    """{dotted name: a PyTorch leaf tensor holding a copy of that parameter}; our Linear weights are (in, out) as well."""
+    return {name: torch.from_numpy(p.data.copy()).requires_grad_(True) for name, p in module.named_parameters()}
+
+
+def torch_block(torch, params: dict, prefix: str, x, heads: int):
+    """Our pre-norm Block written with PyTorch's functional ops: x + attn(ln1(x)), then x + mlp(ln2(x))."""
+    functional = torch.nn.functional
+    batch, length, dim = x.shape
+    p = {name[len(prefix):]: value for name, value in params.items() if name.startswith(prefix)}
+    h = functional.layer_norm(x, (dim,), p["ln1.weight"], p["ln1.bias"], 1e-5)
+    qkv = h @ p["attn.qkv_proj.weight"] + p["attn.qkv_proj.bias"]
+    q, k, v = (part.view(batch, length, heads, dim // heads).transpose(1, 2) for part in qkv.split(dim, dim=-1))
+    attended = functional.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(x.shape)
+    x = x + attended @ p["attn.out_proj.weight"] + p["attn.out_proj.bias"]
+    h = functional.layer_norm(x, (dim,), p["ln2.weight"], p["ln2.bias"], 1e-5)
+    hidden = functional.gelu(h @ p["mlp.fc.weight"] + p["mlp.fc.bias"], approximate="tanh")
+    return x + hidden @ p["mlp.proj.weight"] + p["mlp.proj.bias"]
+
+
+def torch_gpt(torch, params: dict, config: GPTConfig, ids):
+    """Our GPT (learned positions, untied head) with PyTorch's ops: logits (B, T, V)."""
+    functional = torch.nn.functional
+    x = params["embed.token.weight"][ids] + params["embed.position.weight"][:ids.shape[1]]
+    for index in range(config.n_layer):
+        x = torch_block(torch, params, f"blocks.{index}.", x, config.n_head)
+    x = functional.layer_norm(x, (config.n_embd,), params["ln_f.weight"], params["ln_f.bias"], 1e-5)
+    return x @ params["lm_head.weight"]
+
+
+def transformer_workloads(torch, rng):
+    """LayerNorm, a pre-norm Block and a GPT training step against the same computations in PyTorch."""
+    functional = torch.nn.functional
+    found = []
+
+    x = rng.standard_normal((8, 512, 768), dtype=np.float32) * 3 + 1
+    grad = rng.standard_normal(x.shape, dtype=np.float32)
+    norm = LayerNorm(768)
+    norm.weight.data[...] = rng.standard_normal(768, dtype=np.float32)
+    norm.bias.data[...] = rng.standard_normal(768, dtype=np.float32)
+    t_norm = torch_parameters(torch, norm)
+
+    def ours_norm():
+        norm.zero_grad()
+        inputs = Tensor(x, requires_grad=True)
+        out = norm(inputs)
+        out.backward(grad)
+        return out.data, inputs.grad, norm.weight.grad, norm.bias.grad
+
+    def theirs_norm():
+        inputs = torch.from_numpy(x).requires_grad_(True)
+        for value in t_norm.values():
+            value.grad = None
+        out = functional.layer_norm(inputs, (768,), t_norm["weight"], t_norm["bias"], 1e-5)
+        out.backward(torch.from_numpy(grad))
+        return out.detach().numpy(), inputs.grad.numpy(), t_norm["weight"].grad.numpy(), t_norm["bias"].grad.numpy()
+
+    def check_norm():
+        ok = True
+        for part, a, b in zip(("output", "grad x", "grad weight", "grad bias"), ours_norm(), theirs_norm()):
+            ok &= close(f"layer norm: {part}", a, b, 1e-4)
+        return ok
+    found.append(("LayerNorm (8,512,768), fwd+bwd", ours_norm, theirs_norm, check_norm))
+
+    block = Block(128, 4, rng=np.random.default_rng(5))
+    for name, parameter in block.named_parameters():
+        if parameter.ndim == 1:  # LayerNorms and biases away from 1 and 0
+            parameter.data += rng.standard_normal(parameter.shape, dtype=np.float32) * 0.1
+    t_block = torch_parameters(torch, block)
+    x_block = rng.standard_normal((8, 128, 128), dtype=np.float32)
+    grad_block = rng.standard_normal(x_block.shape, dtype=np.float32)
+
+    def ours_block():
+        block.zero_grad()
+        inputs = Tensor(x_block, requires_grad=True)
+        out = block(inputs)
+        out.backward(grad_block)
+        return out.data, inputs.grad, block.ln1.weight.grad, block.mlp.fc.weight.grad
+
+    def theirs_block():
+        for value in t_block.values():
+            value.grad = None
+        inputs = torch.from_numpy(x_block).requires_grad_(True)
+        out = torch_block(torch, t_block, "", inputs, 4)
+        out.backward(torch.from_numpy(grad_block))
+        return (out.detach().numpy(), inputs.grad.numpy(), t_block["ln1.weight"].grad.numpy(),
+                t_block["mlp.fc.weight"].grad.numpy())
+
+    def check_block():
+        ok = True
+        for part, a, b in zip(("output", "grad x", "grad ln1.weight", "grad mlp.fc.weight"), ours_block(),
+                              theirs_block()):
+            ok &= close(f"pre-norm block: {part}", a, b, 1e-4)
+        return ok
+    found.append(("Block (8,128,128) 4 heads causal, fwd+bwd", ours_block, theirs_block, check_block))
+
+    config = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64)
+    model = GPT(config, rng=np.random.default_rng(6))
+    t_model = torch_parameters(torch, model)
+    ids = rng.integers(0, 65, size=(16, 32))
+    targets = rng.integers(0, 65, size=16 * 32)
+    t_ids, t_targets = torch.from_numpy(ids), torch.from_numpy(targets)
+    ours_adam = Adam(model.parameters(), lr=1e-3)
+    theirs_adam = torch.optim.Adam(list(t_model.values()), lr=1e-3)
+
+    def ours_gpt_step():
+        ours_adam.zero_grad()
+        loss = cross_entropy(model(ids).reshape(-1, 65), targets)
+        loss.backward()
+        ours_adam.step()
+        return loss
+
+    def theirs_gpt_step():
+        theirs_adam.zero_grad()
+        loss = functional.cross_entropy(torch_gpt(torch, t_model, config, t_ids).reshape(-1, 65), t_targets)
+        loss.backward()
+        theirs_adam.step()
+        return loss
+
+    def check_gpt():
+        ok = True
+        for _ in range(3):  # three identical steps on both sides
+            ok &= close("GPT training step: loss", ours_gpt_step().data, theirs_gpt_step().detach().numpy(), 1e-4)
+        return ok & close("GPT training step: blocks.0.attn.qkv_proj.weight after 3 steps",
+                          model.blocks[0].attn.qkv_proj.weight.data,
+                          t_model["blocks.0.attn.qkv_proj.weight"].detach().numpy(), 1e-4)
+    found.append(("GPT 2x64, B=16 T=32, training step (Adam)", ours_gpt_step, theirs_gpt_step, check_gpt))
+    return found
 
 
 def main(argv=None) -> int:
