@@ -344,6 +344,10 @@ class TestCountFlops:
         with pytest.raises(TypeError):
             count_flops(broken, (2, 3))
         assert hooks_left(broken) == [], f"modules still hooked after count_flops raised: {hooks_left(broken)}"
+        with pytest.raises(ValueError):
+            count_flops(model, (2, 4))  # the forward itself fails: Linear(3, 3) gets 4 features
+        assert hooks_left(model) == ["0"], \
+            f"modules still hooked after the model's forward raised inside count_flops: {hooks_left(model)}"
 
     def test_it_runs_in_eval_mode_without_a_graph(self):
         """During count_flops each module is in eval mode and records no graph; afterwards it is as it was."""
@@ -585,6 +589,19 @@ class Wrapper(Module):
         return self.child(x)
 
 
+class Jumpy(Module):
+    """A layer whose calls take 1, 1, 10, 1, 1, 10, ... seconds of the fake clock: any 3 calls in a row take 1, 1 and 10."""
+
+    def __init__(self, clock: FakeClock):
+        super().__init__()
+        self.clock, self.calls = clock, 0
+
+    def forward(self, x):
+        self.clock.advance(10 if self.calls % 3 == 2 else 1)
+        self.calls += 1
+        return x
+
+
 def ticking_model(clock: FakeClock) -> Module:
     """Wrapper(2 s) around Sequential(Tick 3 s, Linear(4, 4), Tick 7 s, Sequential(Tick 1 s))."""
     inner = Sequential(Tick(clock, 3), Linear(4, 4, rng=np.random.default_rng(33)), Tick(clock, 7),
@@ -610,6 +627,14 @@ class TestProfile:
         assert [layer.seconds for layer in profile.layers] == [7, 3, 1, 0], \
             f"each layer's median time: expected [7, 3, 1, 0], got {[layer.seconds for layer in profile.layers]}"
         assert profile.total_seconds == 13, f"the whole model takes 2 + 3 + 7 + 1 = 13 s, got {profile.total_seconds}"
+
+    def test_a_layers_time_is_the_median_of_its_runs(self):
+        """A layer taking 1, 1 and 10 s in turn, timed 3 times: 1 s (the median; the mean would say 4), the model too."""
+        clock = FakeClock()
+        profile = profile_model(Sequential(Jumpy(clock)), np.ones((2, 2)), warmup=1, repeats=3, clock=clock)
+        assert profile.layers[0].seconds == 1 and profile.total_seconds == 1, \
+            f"median of (1, 1, 10) s: expected 1 for the layer and the model, got {profile.layers[0].seconds} " \
+            f"and {profile.total_seconds}"
 
     def test_each_layers_type_shape_flops_and_bytes(self):
         """The Linear(4, 4) row: type Linear, output (5, 4), 2*5*4*4 FLOPs, 80 parameter bytes, 80 output bytes."""
