@@ -611,42 +611,48 @@ def ticking_model(clock: FakeClock) -> Module:
 
 @pytest.mark.checkpoint("profile")
 class TestProfile:
-    def test_layers_are_timed_on_their_own_and_sorted_slowest_first(self):
-        """Layers of 3, 0, 7 and 1 s (fake clock) come out as child.2, child.0, child.3.0, child.1; the model takes 13 s.
+    def test_self_times_add_up_to_the_total_largest_first(self):
+        """Fake clock: self times 7, 3, 2 (the Wrapper's own), 1, then the 0 s calls in the order they finished; 13 s in all.
 
-        Hint: only the modules without children are rows (a container's time is its layers' time and
-        its own); each is timed alone, with measure_latency, on the input the hook recorded.
+        Hint: a call's self time is its total minus the totals of the child-module calls made inside
+        it. Those finish before it does: they are the calls recorded since, inside this module.
         """
         clock = FakeClock()
         profile = profile_model(ticking_model(clock), np.ones((5, 4), dtype=np.float32), warmup=1, repeats=3,
                                 clock=clock)
         assert isinstance(profile, Profile), f"profile_model should return a Profile, got {profile!r}"
         names = [layer.name for layer in profile.layers]
-        assert names == ["child.2", "child.0", "child.3.0", "child.1"], \
-            f"layers slowest first: expected ['child.2', 'child.0', 'child.3.0', 'child.1'], got {names}"
-        assert [layer.seconds for layer in profile.layers] == [7, 3, 1, 0], \
-            f"each layer's median time: expected [7, 3, 1, 0], got {[layer.seconds for layer in profile.layers]}"
+        expected = ["child.2", "child.0", "(model)", "child.3.0", "child.1", "child.3", "child"]
+        assert names == expected, f"calls by self time, largest first: expected {expected}, got {names}"
+        assert [layer.seconds for layer in profile.layers] == [7, 3, 2, 1, 0, 0, 0], \
+            f"self times: expected [7, 3, 2, 1, 0, 0, 0], got {[layer.seconds for layer in profile.layers]}"
+        assert [layer.total_seconds for layer in profile.layers] == [7, 3, 13, 1, 0, 1, 11], \
+            f"totals: expected [7, 3, 13, 1, 0, 1, 11], got {[layer.total_seconds for layer in profile.layers]}"
         assert profile.total_seconds == 13, f"the whole model takes 2 + 3 + 7 + 1 = 13 s, got {profile.total_seconds}"
 
-    def test_a_layers_time_is_the_median_of_its_runs(self):
+    def test_a_calls_time_is_the_median_of_its_runs(self):
         """A layer taking 1, 1 and 10 s in turn, timed 3 times: 1 s (the median; the mean would say 4), the model too."""
         clock = FakeClock()
         profile = profile_model(Sequential(Jumpy(clock)), np.ones((2, 2)), warmup=1, repeats=3, clock=clock)
-        assert profile.layers[0].seconds == 1 and profile.total_seconds == 1, \
-            f"median of (1, 1, 10) s: expected 1 for the layer and the model, got {profile.layers[0].seconds} " \
+        jumpy = next(layer for layer in profile.layers if layer.name == "0")
+        assert jumpy.seconds == 1 and profile.total_seconds == 1, \
+            f"median of (1, 1, 10) s: expected 1 for the layer and the model, got {jumpy.seconds} " \
             f"and {profile.total_seconds}"
 
-    def test_each_layers_type_shape_flops_and_bytes(self):
-        """The Linear(4, 4) row: type Linear, output (5, 4), 2*5*4*4 FLOPs, 80 parameter bytes, 80 output bytes."""
+    def test_each_calls_type_shape_flops_and_bytes(self):
+        """The Linear(4, 4) on (5, 4): 2*5*4*4 FLOPs, 80 parameter bytes, 80 output bytes; a container: its own, 0."""
         clock = FakeClock()
         profile = profile_model(ticking_model(clock), np.ones((5, 4), dtype=np.float32), warmup=0, repeats=1,
                                 clock=clock)
-        linear = next(layer for layer in profile.layers if layer.name == "child.1")
-        expected = LayerProfile("child.1", "Linear", (5, 4), 160, 80, 80, 0)
-        assert linear == expected, f"the Linear's row: expected {expected}, got {linear}"
-        tick = next(layer for layer in profile.layers if layer.name == "child.0")
-        assert tick.kind == "Tick" and tick.flops is None and tick.parameter_bytes == 0, \
-            f"a Tick has no FLOP rule (flops None) and no parameters: got {tick}"
+        rows = {layer.name: layer for layer in profile.layers}
+        expected = LayerProfile("child.1", "Linear", (5, 4), 160, 80, 80, 0, 0)
+        assert rows["child.1"] == expected, f"the Linear's row: expected {expected}, got {rows['child.1']}"
+        expected = LayerProfile("child", "Sequential", (5, 4), 0, 0, 80, 0, 11)
+        assert rows["child"] == expected, \
+            f"the Sequential's row (its OWN FLOPs and parameter bytes, not its layers'): expected {expected}, " \
+            f"got {rows['child']}"
+        assert rows["child.0"].kind == "Tick" and rows["child.0"].flops is None, \
+            f"a Tick has no FLOP rule (flops None): got {rows['child.0']}"
         assert profile.total_flops is None, "with unknown modules the total FLOPs are unknown (None), not a guess"
 
     def test_rules_reach_the_profile(self):
@@ -655,18 +661,18 @@ class TestProfile:
         rules = {Tick: lambda module, inputs, output: 5, Wrapper: lambda module, inputs, output: 0}
         profile = profile_model(ticking_model(clock), np.ones((5, 4), dtype=np.float32), warmup=0, repeats=1,
                                 clock=clock, rules=rules)
-        assert [layer.flops for layer in profile.layers] == [5, 5, 5, 160], \
-            f"FLOPs per layer: got {[layer.flops for layer in profile.layers]}"
+        assert [layer.flops for layer in profile.layers] == [5, 5, 0, 5, 160, 0, 0], \
+            f"FLOPs per call: got {[layer.flops for layer in profile.layers]}"
         assert profile.total_flops == 175, f"total FLOPs: expected 175, got {profile.total_flops}"
 
     def test_a_model_that_is_one_layer_and_a_layer_called_twice(self):
-        """A Linear alone is one row, '(model)'; Sequential(layer, ReLU(), layer) has a row per call."""
+        """A Linear alone is one row, '(model)'; Sequential(layer, ReLU(), layer) has a row per call of the layer."""
         layer = Linear(3, 3, rng=np.random.default_rng(34))
         profile = profile_model(layer, np.ones((2, 3), dtype=np.float32), warmup=0, repeats=2)
         assert [row.name for row in profile.layers] == ["(model)"], f"got {[row.name for row in profile.layers]}"
         profile = profile_model(Sequential(layer, ReLU(), layer), np.ones((2, 3), dtype=np.float32), warmup=0,
                                 repeats=2)
-        assert sorted(row.name for row in profile.layers) == ["0", "0"], \
+        assert sorted(row.name for row in profile.layers) == ["(model)", "0", "0"], \
             f"one row per call of the shared layer: got {[row.name for row in profile.layers]}"
         assert profile.total_flops == 2 * (2 * 2 * 3 * 3), f"total FLOPs: got {profile.total_flops}"
 
@@ -684,36 +690,39 @@ class TestProfile:
             f"modes {[m.training for m in model.modules()]}"
 
     def test_a_real_model(self):
-        """An MLP on the real clock: two Linear rows, slowest first, positive times; the total FLOPs are exact."""
+        """An MLP on the real clock: rows by self time, largest first, totals at least the self times; exact FLOPs."""
         rng = np.random.default_rng(36)
         model = mlp(rng, (256, 512, 10))
         profile = profile_model(model, rng.standard_normal((64, 256)).astype(np.float32), warmup=1, repeats=3)
         seconds = [layer.seconds for layer in profile.layers]
-        assert seconds == sorted(seconds, reverse=True) and all(s > 0 for s in seconds), f"times: {seconds}"
+        assert seconds == sorted(seconds, reverse=True) and all(s >= 0 for s in seconds), f"self times: {seconds}"
+        assert all(layer.total_seconds >= layer.seconds for layer in profile.layers), "a total includes the self time"
+        assert sorted(layer.name for layer in profile.layers) == ["(model)", "0", "2"], \
+            f"rows: {[layer.name for layer in profile.layers]}"
         assert profile.total_flops == 2 * 64 * (256 * 512 + 512 * 10), f"total FLOPs: got {profile.total_flops}"
 
     def test_the_table(self):
-        """format_profile: a header, the layers in order with FLOPs and bytes as 1,234 and '?' for unknown,
-        then '(outside the layers)' with the model's own 2 s, then '(total)'; str(profile) is the same table."""
+        """format_profile: a header, the calls in order with FLOPs and bytes as 1,234 ('?' for unknown), self and total
+        ms and the share of the total, then '(total)'; str(profile) is the same table."""
         clock = FakeClock()
         profile = profile_model(ticking_model(clock), np.ones((500, 4), dtype=np.float32), warmup=0, repeats=1,
                                 clock=clock)
         table = format_profile(profile)
         assert isinstance(table, str) and str(profile) == table, "format_profile returns the text str(profile) shows"
         lines = table.splitlines()
-        assert len(lines) == 1 + 4 + 2, f"expected a header, 4 layers, the outside line and the total: got\n{table}"
+        assert len(lines) == 1 + 7 + 1, f"expected a header, 7 calls and the total: got\n{table}"
         assert "FLOPs" in lines[0] and "ms" in lines[0], f"the header names the columns: {lines[0]!r}"
-        for line, name in zip(lines[1:5], ["child.2", "child.0", "child.3.0", "child.1"]):
-            assert line.startswith(name), f"layer lines in the profile's order; expected {name!r} first on: {line!r}"
-        linear = lines[4]
+        order = ["child.2", "child.0", "(model)", "child.3.0", "child.1", "child.3", "child"]
+        for line, name in zip(lines[1:8], order):
+            assert line.startswith(name), f"call lines in the profile's order; expected {name!r} first on: {line!r}"
         for cell in ("Linear", "(500, 4)", "16,000", "80", "8,000", "0.000"):
-            assert cell in linear, f"the Linear's line should show {cell!r}: {linear!r}"
+            assert cell in lines[5], f"the Linear's line should show {cell!r}: {lines[5]!r}"
         assert "?" in lines[1] and "7000.000" in lines[1] and "53.8" in lines[1], \
             f"the 7 s Tick: FLOPs '?', 7000.000 ms, 53.8 % of 13 s: {lines[1]!r}"
-        assert lines[5].startswith("(outside the layers)") and "2000.000" in lines[5] and "15.4" in lines[5], \
-            f"outside the layers: the Wrapper's own 2 s = 15.4%: {lines[5]!r}"
-        assert lines[6].startswith("(total)") and "13000.000" in lines[6] and "100.0" in lines[6], \
-            f"the total line: {lines[6]!r}"
+        assert "Wrapper" in lines[3] and "2000.000" in lines[3] and "13000.000" in lines[3] and "15.4" in lines[3], \
+            f"the Wrapper: 2 s of its own (15.4%) in 13 s: {lines[3]!r}"
+        assert lines[8].startswith("(total)") and "13000.000" in lines[8] and "100.0" in lines[8] \
+            and "?" in lines[8], f"the total line, FLOPs unknown: {lines[8]!r}"
 
 
 @pytest.mark.checkpoint("optimize")

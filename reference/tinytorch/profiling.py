@@ -10,7 +10,7 @@ them together layer by layer:
     count_flops(model, (32, 784))             # FLOPs of one forward pass on a batch of 32
     training_memory(model, x, "adam")         # parameters, gradients, Adam's state, activations
     measure_latency(lambda: model(x))         # warm-up, then repeats: median and percentiles
-    print(profile_model(model, x))            # per layer: time, FLOPs, bytes, slowest first
+    print(profile_model(model, x))            # per module: time, FLOPs, bytes, slowest first
 
 FLOPs follow the convention of most papers and of PyTorch's FlopCounterMode: a
 multiply-accumulate of a matrix product or a convolution is 2 FLOPs; bias adds and
@@ -373,23 +373,24 @@ def measure_latency(fn, warmup: int = 3, repeats: int = 20, clock=time.perf_coun
 
 @dataclass(frozen=True)
 class LayerProfile:
-    """One call of one layer (a module without child modules) in a forward pass."""
+    """One call of one module in a forward pass: what it did itself, and how long it took with its children."""
 
-    name: str  # its dotted name in the model
+    name: str  # its dotted name in the model; "(model)" for the model itself
     kind: str  # its class name
     output_shape: tuple
-    flops: int | None  # None: no FLOP rule for its class
-    parameter_bytes: int  # the bytes of its own parameters
+    flops: int | None  # its own FLOPs (its rule's); None: no rule for its class
+    parameter_bytes: int  # the bytes of its own parameters (not its children's)
     output_bytes: int  # the bytes of its output
-    seconds: float  # the median time of a call on the input it received
+    seconds: float  # its self time: the median time of a call, minus its child modules' calls (at least 0)
+    total_seconds: float  # the median time of a call, children included
 
 
 @dataclass(frozen=True)
 class Profile:
-    """The layers of one forward pass, slowest first, and the whole model timed the same way."""
+    """Every module call of one forward pass, by self time, largest first."""
 
     layers: tuple  # of LayerProfile
-    total_seconds: float
+    total_seconds: float  # the model's own call, everything included
     total_flops: int | None  # None if some module had no FLOP rule
 
     def __str__(self) -> str:
@@ -398,63 +399,66 @@ class Profile:
 
 def profile_model(model: Module, x, warmup: int = 2, repeats: int = 10, clock=time.perf_counter,
                   rules: dict | None = None) -> Profile:
-    """Profile one forward pass of `model` on x, layer by layer, as inference (inference_mode).
+    """Profile one forward pass of `model` on x, module by module, as inference (inference_mode).
 
-    One pass with watch_calls records every call: its FLOPs from the rules (FLOP_RULES and
-    `rules`; None for a class without one) and, for a layer (no child modules), its inputs
-    and output. Each layer call is then timed on its own, on its recorded inputs, with
-    measure_latency (the median); the model too, on x. The layers are sorted slowest first
-    (a stable sort: equal times keep the order of the pass).
+    One pass with watch_calls records every module call: its inputs and output, its own
+    FLOPs from the rules (FLOP_RULES and `rules`; None for a class without one), and the
+    calls of its child modules made inside it (they finish before it does). Each call is
+    then timed again on its recorded positional inputs with measure_latency (the median):
+    its total. Its self time is its total minus its children's totals, so the self times
+    of all calls add up to the model's total. Rows sorted by self time, largest first (a
+    stable sort: equal times keep the order in which the calls finished).
     """
-    # BEGIN SOLUTION profile: with known rules as in count_flops, record each call's FLOPs (None if unknown) and each layer call's (name, module, inputs, output, flops); time each layer with measure_latency(lambda: module(*inputs)) and the model on x, all under inference_mode; build the LayerProfiles, sort by seconds descending, and return the Profile
+    # BEGIN SOLUTION profile: in on_call, take as this call's children the unclaimed calls at the end of the list whose modules are inside this module, then record (name, module, inputs, output, flops, children); time every call with measure_latency(lambda: module(*inputs)) under inference_mode; self time = max(total - the children's totals, 0); sort by self time, largest first
     known = FLOP_RULES | dict(rules or {})
-    all_flops, calls = [], []
+    calls, unclaimed = [], []  # every call in the order it finished; indices of calls whose caller is still running
 
     def on_call(name, module, inputs, output):
+        inside = {id(descendant) for descendant in module.modules()} - {id(module)}
+        children = []
+        while unclaimed and id(calls[unclaimed[-1]][1]) in inside:
+            children.append(unclaimed.pop())
         rule = known.get(type(module))
         flops = None if rule is None else int(rule(module, inputs, output))
-        all_flops.append(flops)
-        if not module.children():
-            calls.append((name, module, inputs, output, flops))
+        calls.append((name, module, inputs, output, flops, children))
+        unclaimed.append(len(calls) - 1)
 
     with inference_mode(model):
         watch_calls(model, lambda: model(x), on_call)
-        layers = []
-        for name, module, inputs, output, flops in calls:
-            latency = measure_latency(lambda: module(*inputs), warmup, repeats, clock)
-            layers.append(LayerProfile(name or "(model)", type(module).__name__, as_array(output).shape, flops,
-                                       parameter_bytes(module), as_array(output).nbytes, latency.median))
-        total = measure_latency(lambda: model(x), warmup, repeats, clock)
+        totals = [measure_latency(lambda: module(*inputs), warmup, repeats, clock).median
+                  for _, module, inputs, _, _, _ in calls]
+    layers = []
+    for (name, module, inputs, output, flops, children), total in zip(calls, totals):
+        own_seconds = max(total - sum(totals[child] for child in children), 0.0)
+        own_bytes = sum(parameter.nbytes for parameter in module._parameters.values())
+        layers.append(LayerProfile(name or "(model)", type(module).__name__, as_array(output).shape, flops, own_bytes,
+                                   as_array(output).nbytes, own_seconds, total))
     layers.sort(key=lambda layer: layer.seconds, reverse=True)
-    total_flops = None if None in all_flops else sum(all_flops)
-    return Profile(tuple(layers), total.median, total_flops)
+    every_flops = [layer.flops for layer in layers]
+    return Profile(tuple(layers), totals[-1], None if None in every_flops else sum(every_flops))
     # END SOLUTION
 
 
 def format_profile(profile: Profile) -> str:
-    """The profile as a text table: a header, one line per layer in the profile's order, then a line for
-    the time and FLOPs outside the layers (the model's total minus the layers'), then the total.
+    """The profile as a text table: a header, one line per call in the profile's order, then the total.
 
     FLOPs and bytes are written as integers with thousands separators (501,760), an unknown
-    FLOP count as '?', times in milliseconds, and each time as a percentage of the total.
+    FLOP count as '?', times in milliseconds (self, then total), and each self time as a
+    percentage of the model's total.
     """
-    # BEGIN SOLUTION profile: one row of cells per layer, an '(outside the layers)' row and a '(total)' row; each column padded to its widest cell
+    # BEGIN SOLUTION profile: one row of cells per call and a '(total)' row; each column padded to its widest cell
     def count(value):
         return "?" if value is None else f"{value:,}"
 
     def share(seconds):
         return f"{100 * seconds / profile.total_seconds:.1f}" if profile.total_seconds > 0 else "-"
 
-    rows = [("layer", "type", "output", "FLOPs", "param bytes", "output bytes", "ms", "% time")]
+    rows = [("module", "type", "output", "FLOPs", "param bytes", "output bytes", "self ms", "total ms", "% self")]
     for layer in profile.layers:
         rows.append((layer.name, layer.kind, str(layer.output_shape), count(layer.flops), count(layer.parameter_bytes),
-                     count(layer.output_bytes), f"{layer.seconds * 1e3:.3f}", share(layer.seconds)))
-    layer_flops = [layer.flops for layer in profile.layers]
-    outside_flops = None if profile.total_flops is None or None in layer_flops else profile.total_flops - sum(layer_flops)
-    outside_seconds = max(profile.total_seconds - sum(layer.seconds for layer in profile.layers), 0.0)
-    rows.append(("(outside the layers)", "", "", count(outside_flops), "", "", f"{outside_seconds * 1e3:.3f}",
-                 share(outside_seconds)))
-    rows.append(("(total)", "", "", count(profile.total_flops), "", "", f"{profile.total_seconds * 1e3:.3f}",
+                     count(layer.output_bytes), f"{layer.seconds * 1e3:.3f}", f"{layer.total_seconds * 1e3:.3f}",
+                     share(layer.seconds)))
+    rows.append(("(total)", "", "", count(profile.total_flops), "", "", "", f"{profile.total_seconds * 1e3:.3f}",
                  share(profile.total_seconds)))
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(width) if column < 3 else cell.rjust(width)
