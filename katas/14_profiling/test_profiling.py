@@ -427,6 +427,7 @@ class TestMemory:
         assert_count(memory.activations, graph_bytes(model(x), exclude=[*model.parameters(), x]),
                      "training_memory(...).activations (graph_bytes of the forward, parameters and x excluded)")
         assert memory.total == weights * (2 + slots) + memory.activations, f"total: got {memory.total}"
+        assert "activations" in str(memory) and "MiB" in str(memory), f"the printout:\n{memory}"
 
     def test_float64_parameters_and_no_side_effects(self):
         """Float64 parameters cost 8 bytes a number in every part; no gradient appears, the mode stays."""
@@ -563,6 +564,7 @@ class TestLatency:
         latency = measure_latency(lambda: np.ones(10_000).sum(), warmup=1, repeats=5)
         assert len(latency.samples) == 5 and all(s > 0 for s in latency.samples), f"samples: {latency.samples}"
         assert latency.best <= latency.median <= latency.percentile(100), str(latency)
+        assert str(latency).startswith("median") and "p99" in str(latency), f"the printout: {latency}"
 
 
 class Tick(Module):
