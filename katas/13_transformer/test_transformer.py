@@ -589,13 +589,15 @@ class TestGPT:
         assert_close(got, model(ids), "logits decoded with caches vs the full forward")
 
     def test_contexts_that_do_not_fit_are_refused(self):
-        """ids of 7 tokens for block_size 6, or 3 tokens at start=4, or 1-D ids: ValueError naming the numbers."""
+        """ids of 7 tokens for block_size 6, 3 tokens at start=4, start=-1, or 1-D ids: ValueError naming the numbers."""
         model = GPT(tiny_config(), rng=np.random.default_rng(102))
         raises_naming(lambda: model(np.zeros((1, 7), dtype=int)), ValueError, ["7", "block_size=6"],
                       "GPT on 7 tokens with block_size 6")
         raises_naming(lambda: model(np.zeros((1, 3), dtype=int), start=4), ValueError, ["start=4", "block_size=6"],
                       "GPT on 3 tokens at start 4")
         raises_naming(lambda: model(np.zeros(3, dtype=int)), ValueError, ["(3,)"], "GPT on 1-D ids")
+        raises_naming(lambda: model(np.zeros((1, 2), dtype=int), start=-1), ValueError, ["start=-1"],
+                      "GPT at start -1")
 
     def test_float32_by_default(self):
         """A GPT built from a config is float32, and so are its logits."""
