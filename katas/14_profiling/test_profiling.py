@@ -248,6 +248,11 @@ class TestCountFlops:
         assert_count(count_flops(Linear(784, 10, rng=np.random.default_rng(13)), (32, 784)), 501_760,
                      "count_flops of Linear(784, 10) on a batch of 32")
 
+    def test_an_empty_batch_costs_nothing(self):
+        """Linear(784, 10) on a batch of 0 rows: 0 FLOPs, a Python int."""
+        assert_count(count_flops(Linear(784, 10, rng=np.random.default_rng(13)), (0, 784)), 0,
+                     "count_flops of Linear(784, 10) on an empty batch")
+
     def test_an_mlp_adds_its_layers(self):
         """784-128-10 MLP with ReLU and Dropout on a batch of 32: 2 * 32 * (784 * 128 + 128 * 10)."""
         rng = np.random.default_rng(14)
@@ -348,6 +353,8 @@ class TestCountFlops:
             count_flops(model, (2, 4))  # the forward itself fails: Linear(3, 3) gets 4 features
         assert hooks_left(model) == ["0"], \
             f"modules still hooked after the model's forward raised inside count_flops: {hooks_left(model)}"
+        assert all(module.training for module in model.modules()), \
+            "after the forward raised inside count_flops, every module should be back in training mode"
 
     def test_it_runs_in_eval_mode_without_a_graph(self):
         """During count_flops each module is in eval mode and records no graph; afterwards it is as it was."""
