@@ -844,3 +844,88 @@ class TestBuffers:
             module.register_buffer("history", [0.0, 1.0])
         assert [name for name, _ in module.named_buffers()] == ["running_mean", "count"], \
             f"a refused buffer must not be registered: got {[n for n, _ in module.named_buffers()]}"
+
+
+# -- forward hooks: given machinery that kata 14's profiler uses -------------------------------
+
+
+@pytest.mark.checkpoint("module")
+class TestForwardHooks:
+    def test_a_hook_is_called_once_per_forward_with_the_module_its_inputs_and_its_output(self):
+        """register_forward_hook(hook): each pair(x) calls hook(pair, (x,), output) once, after forward, with the very objects."""
+        pair, calls = Pair(), []
+        pair.register_forward_hook(lambda module, inputs, output: calls.append((module, inputs, output)))
+        x, y = Tensor(np.ones((4, 2))), Tensor(np.zeros((1, 2)))
+        first, second = pair(x), pair(y)
+        assert len(calls) == 2, f"two forwards should call the hook twice, got {len(calls)} calls"
+        for (module, inputs, output), given, returned in zip(calls, (x, y), (first, second)):
+            assert module is pair, f"the hook's first argument should be the module itself, got {module!r}"
+            assert isinstance(inputs, tuple) and len(inputs) == 1 and inputs[0] is given, \
+                f"the hook's second argument should be the tuple of positional inputs (x,), got {inputs!r}"
+            assert output is returned, "the hook's third argument should be the output the call returned"
+        assert_close(first, np.full((4, 3), 2.0), "the output of pair(x) with a hook registered")
+
+    def test_hooks_run_in_registration_order_and_only_through_call(self):
+        """Hooks 'a' then 'b' run as a, b on every call; pair.forward(x) called directly runs none."""
+        pair, order = Pair(), []
+        pair.register_forward_hook(lambda *_: order.append("a"))
+        pair.register_forward_hook(lambda *_: order.append("b"))
+        pair(np.ones((1, 2)))
+        pair(np.ones((1, 2)))
+        assert order == ["a", "b", "a", "b"], f"hooks should run in registration order on each call: got {order}"
+        pair.forward(Tensor(np.ones((1, 2))))
+        assert order == ["a", "b", "a", "b"], "forward() called directly is not a call through the module: no hooks"
+
+    def test_a_removed_hook_is_not_called_and_the_others_still_are(self):
+        """handle.remove() unregisters exactly its hook; removing it a second time is harmless."""
+        pair, order = Pair(), []
+        first = pair.register_forward_hook(lambda *_: order.append("first"))
+        pair.register_forward_hook(lambda *_: order.append("second"))
+        first.remove()
+        first.remove()
+        pair(np.ones((1, 2)))
+        assert order == ["second"], f"after first.remove() only the second hook should run: got {order}"
+        third = pair.register_forward_hook(lambda *_: order.append("third"))
+        third.remove()
+        pair(np.ones((1, 2)))
+        assert order == ["second", "second"], f"a hook removed before any call never runs: got {order}"
+
+    def test_a_hook_may_remove_itself_while_it_runs(self):
+        """A hook that calls its own handle.remove() runs once; the hook after it still runs on that call."""
+        pair, order, handles = Pair(), [], {}
+
+        def once(module, inputs, output):
+            order.append("once")
+            handles["once"].remove()
+
+        handles["once"] = pair.register_forward_hook(once)
+        pair.register_forward_hook(lambda *_: order.append("always"))
+        pair(np.ones((1, 2)))
+        pair(np.ones((1, 2)))
+        assert order == ["once", "always", "always"], f"got {order}"
+
+    def test_hooks_on_children_fire_when_the_parent_runs(self):
+        """Calling an Encoder fires its child's hook (with what the parent passed it) before its own."""
+        encoder, seen = Encoder(), []
+        encoder.inner.register_forward_hook(lambda module, inputs, output: seen.append(("inner", inputs[0], output)))
+        encoder.register_forward_hook(lambda module, inputs, output: seen.append(("encoder", inputs[0], output)))
+        x = Tensor(np.ones((2, 2)))
+        out = encoder(x)
+        assert [name for name, _, _ in seen] == ["inner", "encoder"], \
+            f"the child finishes first, so its hook runs first: got {[name for name, _, _ in seen]}"
+        assert seen[0][1] is x, "the child's hook receives the input the parent passed to the child"
+        assert_close(seen[0][2], np.full((2, 3), 2.0), "the child's output, as its hook saw it")
+        assert seen[1][2] is out, "the parent's hook receives the parent's output"
+
+    def test_hooks_belong_to_one_module(self):
+        """In a Stack of two Encoders, a hook on second.inner fires once per call, for that module only."""
+
+        class Both(Stack):
+            def forward(self, x):
+                return self.second(self.first(x[:, :2])[:, :2])
+
+        model, seen = Both(), []
+        model.second.inner.register_forward_hook(lambda module, inputs, output: seen.append(module))
+        model(Tensor(np.ones((5, 2))))
+        assert len(seen) == 1 and seen[0] is model.second.inner, \
+            f"only the hooked module's hook should fire, once: got {seen}"
