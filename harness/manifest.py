@@ -156,6 +156,8 @@ def _hints(entry: dict, where: str) -> tuple[str, ...]:
     if len(hints) != 3 or not all(isinstance(h, str) and h.strip() for h in hints):
         raise ManifestError(f"{where}: 'hints' needs three non-empty tiers (a nudge, a concrete approach, "
                             "the near-answer)")
+    if len(set(hints)) != 3:
+        raise ManifestError(f"{where}: the three hint tiers must differ: each one says more than the last")
     return tuple(hints)
 
 

@@ -61,6 +61,7 @@ def test_manifest_accepts_a_minimal_kata():
     (('requires = []', 'requires = ["00_nothing"]'), "not an earlier kata"),
     (('capability = "Tensors"\n\n[[kata.checkpoint]]', 'capability = "Magic"\n\n[[kata.checkpoint]]'), "unknown capability"),
     (('hints = ["a", "b", "c"]', 'hints = ["a"]'), "three non-empty tiers"),
+    (('hints = ["a", "b", "c"]', 'hints = ["a", "b", "b"]'), "must differ"),
     (('minutes = 10', 'minutes = "ten"'), "'minutes' should be int"),
 ])
 def test_manifest_errors_name_the_entry_and_field(change, message):
