@@ -168,6 +168,19 @@ class TestVectorise:
         diagonal = np.diagonal(got)
         assert diagonal.max() <= 1e-3, f"squared_distances(x, x): a row's distance to itself is {diagonal.max()!r}"
 
+    def test_nan_stays_nan(self):
+        """A nan in row 1 of x makes row 1 of the distances nan (both functions); the other rows stay finite.
+
+        Hint: np.fmax(d, 0) or np.nan_to_num turn a nan into a number, and a broken input then looks like a
+        near neighbour; np.maximum(d, 0) keeps the nan.
+        """
+        x, y = random_array((3, 4), 55), random_array((5, 4), 56)
+        x[1, 2] = np.nan
+        for function in (squared_distances_loop, squared_distances):
+            got = function(x, y)
+            assert np.isnan(got[1]).all(), f"{function.__name__}: row 1 of x holds a nan, so should row 1; got {got[1]}"
+            assert np.isfinite(got[[0, 2]]).all(), f"{function.__name__}: rows 0 and 2 should stay finite"
+
     def test_float32_stays_float32_and_integers_become_float64(self):
         """float32 rows give float32 distances (both functions); integer rows give float64 ones."""
         x, y = random_array((3, 4), 60, dtype=np.float32), random_array((2, 4), 61, dtype=np.float32)
@@ -522,6 +535,11 @@ class TestLinear:
         gradcheck(linear, random_array(4, 227), random_array((4, 3), 228), random_array(3, 229), seed=230,
                   name="linear of a vector")
 
+    def test_a_transposed_input_and_gradient(self):
+        """x arriving as a transposed view, and the upstream gradient arriving transposed: still central differences."""
+        gradcheck(lambda x, w, b: linear(x.transpose(0, 1), w, b).transpose(0, 1), random_array((3, 2, 4), 235),
+                  random_array((4, 5), 236), random_array(5, 237), seed=238, name="linear of a transposed view")
+
     def test_gradients_equal_kata_04s_two_ops(self):
         """For x (2, 3, 4) and an upstream gradient other than 1: the gradients of x @ weight + bias recorded as two ops."""
         x, w, b = random_array((2, 3, 4), 231), random_array((4, 5), 232), random_array(5, 233)
@@ -696,6 +714,11 @@ class TestFusionGradient:
             assert got.grad is not None, f"linear_gelu: backward() never reached {name}"
             assert_close(got.grad, expected.grad, f"linear_gelu: the gradient of {name}", atol=1e-12)
 
+    def test_a_transposed_input_and_gradient(self):
+        """x arriving as a transposed view, and the upstream gradient arriving transposed: still central differences."""
+        gradcheck(lambda x, w, b: linear_gelu(x.transpose(0, 1), w, b).transpose(0, 1), random_array((3, 2, 4), 424),
+                  random_array((4, 5), 425), random_array(5, 426), seed=427, name="linear_gelu of a transposed view")
+
     def test_the_slope_at_the_kink_and_in_the_tails(self):
         """At pre-activations -30 .. 30 the gradient of x is GELU'(pre): 0.5 at 0, 1 far right, 0 far left.
 
@@ -789,6 +812,11 @@ class TestFusedAttention:
         gradcheck(lambda qkv: causal_self_attention(qkv, 2), random_array((2, 3, 12), 550), seed=551,
                   name="causal_self_attention")
 
+    def test_a_transposed_input_and_gradient(self):
+        """qkv arriving as a transposed view (T, B, 3C -> B, T, 3C), the gradient arriving transposed: central differences."""
+        gradcheck(lambda qkv: causal_self_attention(qkv.transpose(0, 1), 2).transpose(0, 1),
+                  random_array((3, 2, 12), 555), seed=556, name="causal_self_attention of a transposed view")
+
     def test_gradient_equals_kata_12s_path(self):
         """qkv (3, 5, 24), 4 heads, an upstream gradient other than 1: the gradient kata 12's ops give it."""
         qkv, upstream = random_array((3, 5, 24), 560), random_array((3, 5, 8), 561)
@@ -830,6 +858,21 @@ def set_gradients(params, seed: int) -> None:
 
 @pytest.mark.checkpoint("in_place")
 class TestInPlace:
+    def test_gradients_are_left_alone(self):
+        """A step reads p.grad and never writes into it: the gradients are the same after three steps.
+
+        Hint: p.grad is not scratch space; the caller may still read it (to log its norm, to clip it, to accumulate
+        into it). Keep the temporaries in the optimizer's own buffers.
+        """
+        params = parameters_with_gradients(590)
+        optimizer = InPlaceAdam(params, lr=0.01)
+        for step in range(3):
+            set_gradients(params, 595 + step)
+            copies = [p.grad.copy() for p in params]
+            optimizer.step()
+            for index, (p, before) in enumerate(zip(params, copies)):
+                assert_close(p.grad, before, f"the gradient of parameter {index} after step {step + 1}", rtol=0, atol=0)
+
     def test_same_updates_as_adam(self):
         """Three steps with lr 0.01, betas (0.8, 0.95), eps 1e-6, float64: the parameters kata 06's Adam reaches."""
         ours, theirs = parameters_with_gradients(600, np.float64), parameters_with_gradients(600, np.float64)
