@@ -1181,7 +1181,11 @@ SMALL = dict(vocab_size=VOCAB, block_size=LENGTH, n_layer=2, n_head=4, n_embd=64
 KATA_13_ACTIVATION_BYTES = 4 * BATCH * LENGTH * (4 * 64 + 2 * (30 * 64 + 4 * LENGTH) + 2 * VOCAB)
 FAST_ACTIVATION_BYTES = 4 * BATCH * LENGTH * (4 * 64 + 2 * (20 * 64 + 4 * LENGTH) + 2 * VOCAB)
 ACTIVATION_BUDGET = 1.1  # the reference keeps about 1.00x the fast-path count
-TIME_BUDGET = 0.8  # the fast training step over kata 13's; the reference measures about 0.45-0.5
+# The fast training step over kata 13's. The reference measures 0.5-0.65 on Linux with glibc's allocator as it
+# comes (most of the gain is fresh pages not faulted in), and 0.87-0.89 with the allocator keeping freed memory
+# (MALLOC_TRIM_THRESHOLD_): the budget must hold for both, so it asks for 5%, and the op census (fast_path) and
+# the activation bytes below check the rest deterministically.
+TIME_BUDGET = 0.95
 
 
 @pytest.fixture(scope="module")
@@ -1207,7 +1211,7 @@ class TestOptimize:
 
     @pytest.mark.budget
     def test_the_fast_training_step_is_faster(self, small_batch):
-        """A training step on the fast path with InPlaceAdam takes at most 0.8x kata 13's step with Adam (B=16, T=32)."""
+        """A training step on the fast path with InPlaceAdam takes at most 0.95x kata 13's step with Adam (B=16, T=32)."""
         ids, targets = small_batch
         plain, fast = GPT(GPTConfig(**SMALL), rng=np.random.default_rng(920)), GPT(GPTConfig(**SMALL), rng=np.random.default_rng(920))
         adam, in_place = Adam(plain.parameters(), lr=1e-3), InPlaceAdam(fast.parameters(), lr=1e-3)
