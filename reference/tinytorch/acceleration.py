@@ -325,8 +325,8 @@ def causal_self_attention(qkv, heads: int) -> Tensor:
 
     The same numbers as kata 12's path: q, k, v = the three thirds of the last axis, each
     split into `heads` heads of C // heads, scaled dot-product attention with the causal
-    mask, heads merged back. Kata 12 records eleven ops for it (three slices, three
-    reshapes, three transposes, the attention, the merge); here the slicing and the
+    mask, heads merged back. Kata 12 records twelve ops for it (three slices, three
+    reshapes and three transposes, the attention, and two to merge); here the slicing and the
     splitting are views of one reshape, and the backward rule writes the gradients of
     q, k and v straight into one (B, T, 3C) array.
     """
