@@ -100,7 +100,7 @@ def graph_ops(root: Tensor) -> collections.Counter:
 
 # -- vectorise ---------------------------------------------------------------------------------------------
 
-VECTORISE_BUDGET = 0.05  # the vectorised twin over the loop on 64 x 64 pairs; the reference measures 0.007-0.01
+VECTORISE_BUDGET = 0.05  # the vectorised twin over the loop on 64 x 64 pairs; the reference measures 0.003-0.01
 
 
 @pytest.mark.checkpoint("vectorise")
@@ -224,7 +224,7 @@ class TestVectorise:
 
     @pytest.mark.budget
     def test_vectorised_is_much_faster_than_the_loop(self):
-        """On 64 x 64 float32 pairs of 32 features the twin takes at most 1/20 of the loop's time (the reference: ~1/100)."""
+        """On 64 x 64 float32 pairs of 32 features the twin takes at most 1/20 of the loop's time (the reference: 1/100 to 1/300)."""
         x, y = random_array((64, 32), 90, dtype=np.float32), random_array((64, 32), 91, dtype=np.float32)
         assert_time_ratio(lambda: squared_distances(x, y), lambda: squared_distances_loop(x, y), VECTORISE_BUDGET,
                           "squared_distances vs squared_distances_loop, 64 x 64 pairs of 32 float32 features",
