@@ -33,6 +33,9 @@ from harness import implementation  # noqa: E402
 
 implementation.install("reference")
 
+from tinytorch.acceleration import (  # noqa: E402
+    InPlaceAdam, causal_self_attention, fast_path, linear_gelu, squared_distances,
+)
 from tinytorch.activations import ReLU, gelu, log_softmax, relu, sigmoid, softmax, tanh  # noqa: E402
 from tinytorch.attention import MultiHeadAttention, causal_mask, padding_mask, scaled_dot_product_attention  # noqa: E402
 from tinytorch.compression import (  # noqa: E402
@@ -261,6 +264,7 @@ def workloads(torch, rng):
     found += attention_workloads(torch, rng)
     found += transformer_workloads(torch, rng)
     found += quantization_workloads(torch, rng)
+    found += acceleration_workloads(torch, rng)
     return found
 
 
@@ -1152,6 +1156,99 @@ def transformer_workloads(torch, rng):
                           model.blocks[0].attn.qkv_proj.weight.data,
                           t_model["blocks.0.attn.qkv_proj.weight"].detach().numpy(), 1e-4)
     found.append(("GPT 2x64, B=16 T=32, training step (Adam)", ours_gpt_step, theirs_gpt_step, check_gpt))
+    return found
+
+
+def acceleration_workloads(torch, rng):
+    """Kata 18's vectorised distances and fused ops, and the GPT step on its fast path, against PyTorch."""
+    functional = torch.nn.functional
+    found = []
+
+    x, y = rng.standard_normal((512, 64), dtype=np.float32), rng.standard_normal((1024, 64), dtype=np.float32)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    found.append(("squared distances (512,64) x (1024,64)", lambda: squared_distances(x, y),
+                  lambda: torch.cdist(tx, ty) ** 2,
+                  lambda: close("squared distances vs cdist ** 2", squared_distances(x, y),
+                                (torch.cdist(tx, ty) ** 2).numpy(), 1e-4)))
+
+    h = rng.standard_normal((8, 128, 128), dtype=np.float32)
+    w = rng.standard_normal((128, 512), dtype=np.float32) * 0.1
+    b = rng.standard_normal(512, dtype=np.float32)
+    grad = rng.standard_normal((8, 128, 512), dtype=np.float32)
+
+    def ours_gelu():
+        inputs = [Tensor(a, requires_grad=True) for a in (h, w, b)]
+        out = linear_gelu(*inputs)
+        out.backward(grad)
+        return [out.data] + [t.grad for t in inputs]
+
+    def theirs_gelu():
+        inputs = [torch.from_numpy(a).requires_grad_(True) for a in (h, w, b)]
+        out = functional.gelu(inputs[0] @ inputs[1] + inputs[2], approximate="tanh")
+        out.backward(torch.from_numpy(grad))
+        return [out.detach().numpy()] + [t.grad.numpy() for t in inputs]
+
+    def check_gelu():
+        ok = True
+        for part, a, c in zip(("output", "grad x", "grad weight", "grad bias"), ours_gelu(), theirs_gelu()):
+            ok &= close(f"linear_gelu: {part}", a, c, 1e-4)
+        return ok
+    found.append(("linear_gelu (8,128,128)@(128,512), fwd+bwd", ours_gelu, theirs_gelu, check_gelu))
+
+    qkv = rng.standard_normal((8, 128, 384), dtype=np.float32)
+    grad_attention = rng.standard_normal((8, 128, 128), dtype=np.float32)
+
+    def ours_attention():
+        inputs = Tensor(qkv, requires_grad=True)
+        out = causal_self_attention(inputs, 4)
+        out.backward(grad_attention)
+        return out.data, inputs.grad
+
+    def theirs_attention():
+        inputs = torch.from_numpy(qkv).requires_grad_(True)
+        q, k, v = (part.view(8, 128, 4, 32).transpose(1, 2) for part in inputs.split(128, dim=-1))
+        out = functional.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(8, 128, 128)
+        out.backward(torch.from_numpy(grad_attention))
+        return out.detach().numpy(), inputs.grad.numpy()
+
+    def check_attention():
+        (out, grad_qkv), (t_out, t_grad) = ours_attention(), theirs_attention()
+        return (close("causal_self_attention: output", out, t_out, 1e-4)
+                & close("causal_self_attention: grad qkv", grad_qkv, t_grad, 1e-4))
+    found.append(("causal_self_attention (8,128,384) 4 heads, fwd+bwd", ours_attention, theirs_attention,
+                  check_attention))
+
+    config = GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=64)
+    model = GPT(config, rng=np.random.default_rng(7))
+    t_model = torch_parameters(torch, model)
+    ids = rng.integers(0, 65, size=(16, 32))
+    targets = rng.integers(0, 65, size=16 * 32)
+    t_ids, t_targets = torch.from_numpy(ids), torch.from_numpy(targets)
+    ours_adam = InPlaceAdam(model.parameters(), lr=1e-3)
+    theirs_adam = torch.optim.Adam(list(t_model.values()), lr=1e-3)
+
+    def ours_fast_step():
+        ours_adam.zero_grad()
+        with fast_path(model):
+            loss = cross_entropy(model(ids).reshape(-1, 65), targets)
+            loss.backward()
+        ours_adam.step()
+        return loss
+
+    def theirs_step():
+        theirs_adam.zero_grad()
+        loss = functional.cross_entropy(torch_gpt(torch, t_model, config, t_ids).reshape(-1, 65), t_targets)
+        loss.backward()
+        theirs_adam.step()
+        return loss
+
+    def check_fast_gpt():
+        ok = True
+        for _ in range(3):
+            ok &= close("GPT fast path step: loss", ours_fast_step().data, theirs_step().detach().numpy(), 1e-4)
+        return ok & close("GPT fast path: blocks.1.mlp.fc.weight after 3 steps", model.blocks[1].mlp.fc.weight.data,
+                          t_model["blocks.1.mlp.fc.weight"].detach().numpy(), 1e-4)
+    found.append(("GPT 2x64, B=16 T=32, fast path (InPlaceAdam)", ours_fast_step, theirs_step, check_fast_gpt))
     return found
 
 
