@@ -679,11 +679,13 @@ class FlopCounter:
         model.forward = per_step
 
 
-# The speed-up workload: 128 new tokens after a 256-token prompt, two sequences, one block 64 wide.
-# Uncached, step t reruns the model over 256 + t tokens; cached, it runs one token against 256 + t keys.
-SPEED = dict(vocab_size=65, block_size=384, n_layer=1, n_head=4, n_embd=64)
-SPEED_BATCH, SPEED_PROMPT, SPEED_NEW = 2, 256, 128
-SPEED_BUDGET = 1 / 8  # the reference measures about 1/15: a 2x margin
+# The speed-up workload: 128 new tokens after a 320-token prompt, two sequences, one block 64 wide.
+# Uncached, step t reruns the model over 320 + t tokens; cached, it runs one token against 320 + t keys.
+# A cached step costs about 30 recorded ops whatever t is; the long prompt gives the uncached steps enough
+# arithmetic that the speed-up measures the cache, not the framework's fixed cost per op (see the lesson).
+SPEED = dict(vocab_size=65, block_size=448, n_layer=1, n_head=4, n_embd=64)
+SPEED_BATCH, SPEED_PROMPT, SPEED_NEW = 2, 320, 128
+SPEED_BUDGET = 1 / 8  # the reference measures about 1/19 (35 ms against 660 ms): a margin over 2x
 
 
 @pytest.mark.checkpoint("optimize")
@@ -719,12 +721,16 @@ class TestOptimize:
 
     @pytest.mark.budget
     def test_cached_generation_is_8x_faster(self):
-        """128 new tokens after a 256-token prompt, B=2: generate with the cache in at most 1/8 of model.generate's time."""
+        """128 new tokens after a 320-token prompt, B=2: generate with the cache in at most 1/8 of model.generate's time.
+
+        One interleaved round (each uncached run is about 0.7 s); a ratio over budget is measured again for up to
+        3 s before the test fails, so a burst of load does not fail it.
+        """
         model = GPT(GPTConfig(**SPEED), rng=np.random.default_rng(122))
         prompt = random_ids((SPEED_BATCH, SPEED_PROMPT), 123, vocabulary=SPEED["vocab_size"])
         assert_time_ratio(lambda: generate(model, prompt, SPEED_NEW, temperature=0),
                           lambda: model.generate(prompt, SPEED_NEW, temperature=0), SPEED_BUDGET,
                           f"generate with a KV cache vs model.generate, {SPEED_NEW} new tokens after "
-                          f"{SPEED_PROMPT}, B={SPEED_BATCH}, 1 block 64 wide", rounds=2,
+                          f"{SPEED_PROMPT}, B={SPEED_BATCH}, 1 block 64 wide", rounds=1,
                           advice="a decode step should run one token through the model, not the whole sequence; "
                                  "np.concatenate on the cache or a copy of it each step costs time too")
