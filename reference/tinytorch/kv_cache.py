@@ -15,7 +15,7 @@ attends over the filled part, a view of the arrays, never a copy:
 
 A decode step then costs work linear in the tokens so far (one query against t keys)
 instead of rerunning the model over all t tokens. The price is memory:
-2 x layers x B x heads x max_len x head_dim numbers (`nbytes`).
+2 x layers x B x heads x max_len x head_dim numbers, whose bytes `nbytes` counts.
 
 The seams are kata 13's: `Block.forward(x, cache=c)` hands the new keys and values
 to `c.append(k, v)` and attends over what it returns; `GPT.forward(ids, start,
