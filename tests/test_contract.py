@@ -84,8 +84,9 @@ def coverage_runs(tmp_path_factory, repository_before):
         data_file = out_dir / f".coverage.{kata.id}"
         prefix = [sys.executable, "-m", "coverage", "run", f"--data-file={data_file}",
                   f"--include={kata.reference_module}"]
-        results, completed = run_suite(kata.folder, out_dir / f"{kata.id}.json", ["--impl=reference", "-m", "not budget"],
-                                       prefix=prefix)
+        # A tracer slows every line: a time limit meant for learners' infinite loops must not end these runs.
+        results, completed = run_suite(kata.folder, out_dir / f"{kata.id}.json",
+                                       ["--impl=reference", "-m", "not budget", "-o", "timeout=120"], prefix=prefix)
         return data_file, results, completed
 
     return dict(zip(KATA_IDS, in_parallel(run, KATAS)))
