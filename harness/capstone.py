@@ -526,7 +526,8 @@ def score(accuracy: float, nbytes: int, latency_ratio: float | None) -> float:
     """20 points per halving of the bytes and 40 per halving of the latency, against the baseline; 0 over budget."""
     if latency_ratio is None or missed_budgets(accuracy, nbytes, latency_ratio):
         return 0.0
-    return SIZE_POINTS * math.log2(BASELINE_BYTES / nbytes) + SPEED_POINTS * math.log2(1 / latency_ratio)
+    halvings_of_bytes, halvings_of_time = math.log2(BASELINE_BYTES / nbytes), -math.log2(latency_ratio)
+    return SIZE_POINTS * halvings_of_bytes + SPEED_POINTS * halvings_of_time
 
 
 # -- verify ----------------------------------------------------------------------------------------
