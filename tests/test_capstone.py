@@ -375,8 +375,9 @@ def test_a_file_that_is_not_strict_json_is_rejected(tmp_path, case):
 
 
 def test_files_that_are_not_regular_files(tmp_path):
-    """A missing file, a folder, a named pipe and a symbolic link are each rejected, without reading or following them."""
+    """A missing file, a NUL in its name, a folder, a named pipe and a symbolic link are each rejected, without reading or following them."""
     assert_rejected(verify(tmp_path / "nobody.json"), "no such file")
+    assert_rejected(verify(tmp_path / "nul\0byte.json"), "cannot be read")
     (tmp_path / "folder.json").mkdir()
     assert_rejected(verify(tmp_path / "folder.json"), "not a regular file")
     if hasattr(os, "mkfifo"):
