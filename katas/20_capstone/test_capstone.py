@@ -401,7 +401,7 @@ class TestPack:
         assert_close(logits_of(rebuilt, x), logits_of(model, x), "logits of the rebuilt model", rtol=1e-6, atol=1e-6)
 
     def test_int8_weights_are_dequantized_along_their_channel_axis(self):
-        """An int8 weight becomes float32 values * scale, the scale along axis 0 of a conv weight and axis 1 of a Linear's."""
+        """An int8 weight becomes float32 values * scale, the scale along axis 0 of a conv weight and axis 1 of a Linear's; the arrays are left as they were."""
         rng = np.random.default_rng(6)
         arrays = arrays_of(cnn(3, 4, seed=6))
         expected = {}
@@ -414,7 +414,11 @@ class TestPack:
             shape[axis] = -1
             arrays[f"{name}.weight"], arrays[f"{name}.scale"] = values, scale
             expected[name] = values.astype(np.float32) * scale.reshape(shape)
+        kept = {name: value.copy() for name, value in arrays.items()}
         model = model_from_arrays(arrays)
+        assert sorted(arrays) == sorted(kept) and all(
+            arrays[name].dtype == kept[name].dtype and np.array_equal(arrays[name], kept[name]) for name in kept), \
+            "model_from_arrays changed the arrays it was given; it must only read them (they are what you hand in)"
         for layer, name in zip(layers_of(model), ("conv1", "conv2", "fc")):
             assert layer.weight.data.dtype == np.float32, f"{name}: the rebuilt weight should be float32"
             assert_close(layer.weight.data, expected[name], f"{name}: dequantized weight (values * scale per channel)",
