@@ -545,13 +545,13 @@ def verify(path, seconds: float = DEFAULT_SECONDS, clock=time.perf_counter, crea
     path = Path(path)
     result = new_result(path, created_at)
     try:
-        measure(path, result, seconds, clock)
+        check_and_measure(path, result, seconds, clock)
     except Rejected as error:
         result.update(status=REJECTED, reasons=[str(error)], score=None)
     return result
 
 
-def measure(path: Path, result: dict, seconds: float, clock) -> None:
+def check_and_measure(path: Path, result: dict, seconds: float, clock) -> None:
     """Fill `result` in place: the checks in the module docstring's order; raises Rejected at the first broken rule."""
     raw = read_file(path, MAX_JSON_BYTES, "the submission")
     result["submission"]["sha256"] = hashlib.sha256(raw).hexdigest()

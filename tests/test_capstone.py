@@ -348,10 +348,6 @@ def test_a_malformed_description_is_rejected_by_name(tmp_path, case):
         assert result["participant"] is None, "a name the board cannot show is never copied into the result"
 
 
-def raw_description(text: str | bytes) -> bytes:
-    return text if isinstance(text, bytes) else text.encode("utf-8")
-
-
 VALID_TEXT = json.dumps(description(int8_arrays(capstone.baseline_arrays())))
 BAD_JSON = {
     "not UTF-8": (VALID_TEXT.replace("Ada", "Jos\u00e9").encode("latin-1"), "not UTF-8"),

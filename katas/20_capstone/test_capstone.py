@@ -789,6 +789,8 @@ class TestSubmission:
         path = export_submission(tmp_path, "int8-baseline", arrays, result, "Ada", ["int8 weights"])
         verdict = verifier.verify(path, seconds=0.02)
         assert verdict["status"] != verifier.REJECTED, f"the verifier rejected the submission: {verdict['reasons']}"
+        images, labels = verifier.held_out_digits()  # the verifier's split is the milestones' split
+        assert np.array_equal(images, x_test) and np.array_equal(labels, y_test), "the verifier measures other images"
         assert verdict["measured"]["correct"] == result.correct and verdict["measured"]["bytes"] == result.bytes, \
             (f"the verifier measured {verdict['measured']['correct']} right and {verdict['measured']['bytes']} bytes; "
              f"measure said {result.correct} and {result.bytes}")
