@@ -30,6 +30,7 @@ from harness.capstone import REJECTED, OVER_BUDGET, SCORED
 from tests.contract import ROOT, child_environment
 
 SECONDS = 0.01  # latency is timed for at least MIN_ROUNDS rounds whatever this says: enough for a test
+SCORING_SECONDS = 0.1  # where a test needs the latency budget met: enough rounds for a steady median on a busy machine
 
 
 @pytest.fixture(autouse=True)
@@ -175,7 +176,7 @@ def test_the_network_is_a_convolution_as_kata_09_defines_it():
 
 def test_a_real_submission_is_scored(tmp_path):
     """The baseline in int8: 6,496 bytes, timed against the baseline, scored by the formula of what was measured."""
-    result = verify(submit(tmp_path))
+    result = verify(submit(tmp_path), seconds=SCORING_SECONDS)
     assert result["status"] == SCORED, result["reasons"]
     measured = result["measured"]
     assert measured["bytes"] == 6496 and measured["images"] == 359 and measured["correct"] >= 355
@@ -192,7 +193,7 @@ def test_the_score_is_of_the_measurements_never_the_claims(tmp_path):
     """Modest claims (a lower accuracy, more bytes, a slower latency) change nothing: the score is the measurements'."""
     arrays = int8_arrays(float_arrays())
     data = description(arrays, claims={"accuracy": 0.5, "bytes": 20000, "latency_ratio": 5.0})
-    result = verify(submit(tmp_path, arrays, data))
+    result = verify(submit(tmp_path, arrays, data), seconds=SCORING_SECONDS)
     assert result["status"] == SCORED, result["reasons"]
     measured = result["measured"]
     assert result["score"] == round(capstone.score(measured["accuracy"], measured["bytes"], measured["latency_ratio"]), 2)
@@ -254,7 +255,7 @@ def test_an_accuracy_claim_one_image_high_is_accepted(tmp_path):
     arrays = int8_arrays(float_arrays())
     probe = verify(submit(tmp_path, arrays))
     claims = {"accuracy": (probe["measured"]["correct"] + 1) / 359, "bytes": 6496, "latency_ratio": None}
-    assert verify(submit(tmp_path, arrays, description(arrays, claims=claims)))["status"] == SCORED
+    assert verify(submit(tmp_path, arrays, description(arrays, claims=claims)), seconds=SCORING_SECONDS)["status"] == SCORED
 
 
 def test_a_model_trained_on_the_held_out_images_is_rejected(tmp_path):
@@ -721,7 +722,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_the_command_line(tmp_path, capsys):
     """verify prints the verdict and writes the result (exit 0), a rejection exits 1, rules prints the budgets, a bad option 2."""
     path = submit(tmp_path)
-    done = run_cli("verify", str(path), "--seconds", "0.05", "--out", str(tmp_path / "result.json"))
+    done = run_cli("verify", str(path), "--seconds", "0.2", "--out", str(tmp_path / "result.json"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SCORED" in done.stdout and "6,496" in done.stdout
     result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
