@@ -1,12 +1,20 @@
 """The leaderboard: rank a workshop's participants from their result files.
 
     python scoreboard.py leaderboard FILES... [--kata KATA] [--html OUT [--refresh SECONDS]]
+    python scoreboard.py leaderboard FILES... --event digits-cnn [--html OUT [--refresh SECONDS]]
 
 Each FILE is a result file (docs/result-format.md; `python scoreboard.py --json --out
 results/ada.json` writes one), or a folder whose `*.json` files are all read. The board
 ranks participants by checkpoints done (over every kata in the file, or only KATA's
 with --kata), then by the time they took to reach them, then by the order the files
 were given (a folder's files in name order): ties keep that order, and share a rank.
+
+With --event, the board is the capstone's instead: the files are the results `python
+scoreboard.py capstone verify SUBMISSION --out FILE` writes (tinytorch-capstone-result), and
+participants are ranked by the score the verifier measured, highest first, with their
+accuracy, bytes and latency ratio beside it (a result over budget scores 0; a rejected one is
+skipped with the verifier's reason). Kata results are skipped on that board, and capstone
+results on the others, each named with the reason.
 
 The time runs from the earliest clock start (`python scoreboard.py start KATA`) among
 those katas to the latest first-green of their done checkpoints. A participant has no
@@ -68,7 +76,11 @@ CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'"
 
 
 class BadFile(Exception):
-    """A file that cannot be ranked; the message says why."""
+    """A file that cannot be ranked; the message says why, `brief` (when given) says it for the room."""
+
+    def __init__(self, reason: str, brief: str = ""):
+        super().__init__(reason)
+        self.brief = brief
 
 
 @dataclass
@@ -81,10 +93,14 @@ class Entry:
     total: int | None  # None: the chosen kata is not in this file
     seconds: float | None  # None: no time is known
     hints: int
+    score: float | None = None  # a capstone result's score (then done, total and seconds are not used)
+    measured: dict | None = None  # and what the verifier measured
 
     @property
     def key(self) -> tuple:
-        """Sort key: more checkpoints first, then a known time, then the shorter time."""
+        """Sort key: more checkpoints first, then a known time, then the shorter time; a capstone's higher score first."""
+        if self.score is not None:
+            return (-self.score, False, 0.0)
         return (-self.done, self.seconds is None, self.seconds or 0.0)
 
 
@@ -173,8 +189,8 @@ def _read_at_most(descriptor: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def read_result(path: Path) -> dict:
-    """The result in `path`, checked; raises BadFile saying what is wrong with it."""
+def read_result(path: Path, event: str | None = None) -> dict:
+    """The result in `path`, checked (a capstone result of `event` when one is given); raises BadFile saying why not."""
     try:
         # O_NONBLOCK: opening a named pipe must not wait for a writer; it is refused below
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -195,7 +211,7 @@ def read_result(path: Path) -> dict:
         os.close(descriptor)
     if len(raw) > MAX_BYTES:
         raise BadFile(f"too large (over {MAX_BYTES} bytes)")
-    return check_result(parse_json(raw))
+    return check_result(parse_json(raw), event)
 
 
 def parse_json(raw: bytes):
@@ -214,14 +230,40 @@ def parse_json(raw: bytes):
         raise BadFile(f"not valid JSON: {error}") from None
 
 
-def check_result(data) -> dict:
-    """`data` if it is a valid result of a participant's code; raises BadFile saying why not."""
+def check_result(data, event: str | None = None) -> dict:
+    """`data` if it is a valid result of a participant's code (with `event`, a scored capstone result of that
+    event); raises BadFile saying why not."""
+    capstone_format = isinstance(data, dict) and data.get("format") == "tinytorch-capstone-result"
+    if event is not None or capstone_format:
+        return check_capstone_result(data, event)
     problems = validate_result(data)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise BadFile(f"not a valid result: {problems[0]}{more}")
     if data["impl"] == "reference":
         raise BadFile("a run of the reference implementation, not of a participant's code")
+    return data
+
+
+def check_capstone_result(data, event: str | None) -> dict:
+    """`data` if it is a capstone result of `event` that the verifier did not reject; raises BadFile saying why not."""
+    from harness import capstone  # numpy and the event's rules: only when a capstone result is met
+
+    if not isinstance(data, dict) or data.get("format") != capstone.RESULT_FORMAT:
+        kind = "a kata result" if isinstance(data, dict) and data.get("format") == "tinytorch-result" else "not a result"
+        raise BadFile(f"{kind}, not a capstone result of event {event}")
+    if event is None:
+        raise BadFile(f"a capstone result (event {shown(str(data.get('event')), 40)}): rank it with --event",
+                      "a capstone result")
+    problems = capstone.validate_result(data)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise BadFile(f"not a valid capstone result: {problems[0]}{more}")
+    if data["event"] != event:
+        raise BadFile(f"a result of event {shown(data['event'], 40)}, not of {event}")
+    if data["status"] == capstone.REJECTED:
+        reason = data["reasons"][0] if data["reasons"] else "no reason given"
+        raise BadFile(f"rejected by the verifier: {shown(reason, REASON_WIDTH)}", "rejected by the verifier")
     return data
 
 
@@ -249,7 +291,10 @@ def _time_taken(katas: list[dict]) -> float | None:
 
 
 def entry_for(data: dict, source: str, kata: str | None) -> Entry:
-    """The board's line for one valid result; with `kata`, only that kata counts."""
+    """The board's line for one valid result; with `kata`, only that kata counts. A capstone result's line holds its score."""
+    if data["format"] == "tinytorch-capstone-result":
+        return Entry(participant=data["participant"].strip(), source=source, created_at=moment(data["created_at"]),
+                     done=0, total=None, seconds=None, hints=0, score=float(data["score"]), measured=data["measured"])
     katas = data["katas"] if kata is None else [k for k in data["katas"] if k["id"] == kata]
     done = sum(k["checkpoints_done"] for k in katas)
     return Entry(
@@ -294,16 +339,19 @@ def rank(entries: list[Entry]) -> list[tuple[int, Entry]]:
     return ranked
 
 
-def gather(items: list[str], kata: str | None) -> tuple[list[tuple[int, Entry]], list[Skipped]]:
-    """Read every file (or folder) given, skipping the bad ones; the ranking and the skipped files."""
+def gather(items: list[str], kata: str | None, event: str | None = None) -> tuple[list[tuple[int, Entry]], list[Skipped]]:
+    """Read every file (or folder) given, skipping the bad ones; the ranking and the skipped files.
+
+    With `event`, the files must be capstone results of that event, ranked by score.
+    """
     paths, skipped = result_paths(items)
     entries = []
     for path in paths:
         source = shown(str(path))
         try:
-            entries.append(entry_for(read_result(path), source, kata))
+            entries.append(entry_for(read_result(path, event), source, kata))
         except BadFile as error:
-            skipped.append(Skipped(source, shown(str(error), REASON_WIDTH)))
+            skipped.append(Skipped(source, shown(str(error), REASON_WIDTH), error.brief))
     kept, older = keep_newest(entries)
     return rank(kept), skipped + older
 
@@ -321,17 +369,37 @@ def checkpoints(entry: Entry) -> str:
     return "not run" if entry.total is None else f"{entry.done}/{entry.total}"
 
 
-def summary(kata: str | None, ranked: list, skipped: list) -> str:
-    scope = f"kata {kata}" if kata else "all katas"
+def summary(kata: str | None, ranked: list, skipped: list, event: str | None = None) -> str:
+    scope = f"capstone {event}" if event else f"kata {kata}" if kata else "all katas"
     people = f"{len(ranked)} participant" + ("" if len(ranked) == 1 else "s")
     bad = f", {len(skipped)} file{'' if len(skipped) == 1 else 's'} skipped" if skipped else ""
     return f"{scope}: {people}{bad}"
 
 
-def render_text(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: str | None) -> str:
-    lines = [f"Leaderboard, {summary(kata, ranked, skipped)}", ""]
+def standing(entry: Entry) -> str:
+    """The main column: checkpoints done, or a capstone's score."""
+    return f"{entry.score:.1f}" if entry.score is not None else checkpoints(entry)
+
+
+def capstone_columns(entry: Entry) -> tuple[str, str, str]:
+    """A capstone result's accuracy, bytes and latency ratio, as the board shows them."""
+    measured = entry.measured
+    ratio = "not timed" if measured["latency_ratio"] is None else f"{measured['latency_ratio']:.2f}x"
+    return f"{measured['accuracy']:.2%}", f"{measured['bytes']:,}", ratio
+
+
+def render_text(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: str | None,
+                event: str | None = None) -> str:
+    lines = [f"Leaderboard, {summary(kata, ranked, skipped, event)}", ""]
     if not ranked:
         lines.append("  No valid result file to rank yet.")
+    elif event:
+        lines.append(f"  {'rank':>4}  {'participant':<{NAME_WIDTH}}  {'score':>7}  {'accuracy':>8}  {'bytes':>7}  "
+                     f"{'latency':>9}")
+        for place, entry in ranked:
+            accuracy, size, ratio = capstone_columns(entry)
+            lines.append(f"  {place:>4}  {shown(entry.participant, NAME_WIDTH):<{NAME_WIDTH}}  {standing(entry):>7}  "
+                         f"{accuracy:>8}  {size:>7}  {ratio:>9}")
     else:
         lines.append(f"  {'rank':>4}  {'participant':<{NAME_WIDTH}}  {'checkpoints':>11}  {'time':>9}  {'hints':>5}")
         for place, entry in ranked:
@@ -389,6 +457,21 @@ TABLE_HEAD = """<colgroup><col class="rank"><col class="name"><col class="done">
 </colgroup>
 <thead><tr><th class="rank">#</th><th class="name">Participant</th><th class="done">Checkpoints</th>\
 <th class="time">Time</th><th class="hints">Hints</th></tr></thead>"""
+CAPSTONE_HEAD = """<colgroup><col class="rank"><col class="name"><col class="done"><col class="time"><col class="time">\
+<col class="time"></colgroup>
+<thead><tr><th class="rank">#</th><th class="name">Participant</th><th class="done">Score</th>\
+<th class="time">Accuracy</th><th class="time">Bytes</th><th class="time">Latency</th></tr></thead>"""
+
+
+def _capstone_row(place: int, entry: Entry, best: float) -> str:
+    e = html.escape
+    share = 0 if best <= 0 else round(100 * max(entry.score, 0.0) / best)
+    top = ' class="top"' if place <= 3 and entry.score > 0 else ""
+    cells = "".join(f'<td class="time">{e(text)}</td>' for text in capstone_columns(entry))
+    return (f'<tr{top}><td class="rank">{place}</td>'
+            f'<td class="name">{e(shown(entry.participant, PAGE_NAME_WIDTH))}</td>'
+            f'<td class="done">{e(standing(entry))}<span class="bar"><span style="width:{share}%"></span></span></td>'
+            f'{cells}</tr>')
 
 
 def _row(place: int, entry: Entry) -> str:
@@ -406,8 +489,8 @@ def _compact(place: int, entry: Entry) -> str:
     """One participant below the top rows: rank, name, checkpoints and time on one short line."""
     e = html.escape
     return (f'<li><span class="rank">{place}</span><span class="name">{e(shown(entry.participant, PAGE_NAME_WIDTH))}'
-            f'</span><span class="done">{e(checkpoints(entry))}</span><span class="time">{e(clock(entry.seconds))}'
-            f'</span></li>')
+            f'</span><span class="done">{e(standing(entry))}</span><span class="time">'
+            f'{e(capstone_columns(entry)[0] if entry.score is not None else clock(entry.seconds))}</span></li>')
 
 
 def ranking_html(ranked: list[tuple[int, Entry]]) -> str:
@@ -415,8 +498,14 @@ def ranking_html(ranked: list[tuple[int, Entry]]) -> str:
     if not ranked:
         return '<p class="empty">No valid result file to rank yet.</p>'
     top, rest = (ranked, []) if len(ranked) <= ONE_TABLE else (ranked[:TOP_ROWS], ranked[TOP_ROWS:])
-    rows = "\n".join(_row(place, entry) for place, entry in top)
-    body = f'<table id="ranking">\n{TABLE_HEAD}\n<tbody>\n{rows}\n</tbody>\n</table>'
+    if ranked[0][1].score is not None:  # a capstone board: scores, not checkpoints
+        best = max(entry.score for _, entry in ranked)
+        rows = "\n".join(_capstone_row(place, entry, best) for place, entry in top)
+        head = CAPSTONE_HEAD
+    else:
+        rows = "\n".join(_row(place, entry) for place, entry in top)
+        head = TABLE_HEAD
+    body = f'<table id="ranking">\n{head}\n<tbody>\n{rows}\n</tbody>\n</table>'
     if rest:
         columns = min(MAX_COLUMNS, max(4, math.ceil(len(rest) / REST_ROWS_PER_COLUMN)))
         items = "\n".join(_compact(place, entry) for place, entry in rest)
@@ -426,7 +515,7 @@ def ranking_html(ranked: list[tuple[int, Entry]]) -> str:
 
 def render_html(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: str | None,
                 refresh: int | None = None, now: datetime | None = None, heading: str = "Leaderboard",
-                lines: tuple[tuple[str, str], ...] = ()) -> str:
+                lines: tuple[tuple[str, str], ...] = (), event: str | None = None) -> str:
     """One self-contained page: inline style, no scripts, every text from a file escaped.
 
     `lines` are (class, text) pairs shown under the heading (a live workshop's clock, how to
@@ -454,7 +543,7 @@ def render_html(ranked: list[tuple[int, Entry]], skipped: list[Skipped], kata: s
 </head>
 <body{many}>
 <h1>{e(heading)}</h1>
-{extra}<p class="meta">{e(summary(kata, ranked, skipped))} · updated {now:%H:%M:%S} UTC</p>
+{extra}<p class="meta">{e(summary(kata, ranked, skipped, event))} · updated {now:%H:%M:%S} UTC</p>
 {ranking_html(ranked)}{bad}
 </body>
 </html>
@@ -473,6 +562,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="result files (python scoreboard.py --json --out FILE), or folders of *.json")
     parser.add_argument("--kata", default=None, metavar="KATA",
                         help="rank by this kata (or milestone) alone, e.g. 03 or 03_autograd")
+    parser.add_argument("--event", default=None, metavar="EVENT",
+                        help="rank capstone results of this event by score instead (digits-cnn; "
+                             "python scoreboard.py capstone verify writes them)")
     parser.add_argument("--html", type=Path, default=None, metavar="OUT",
                         help="also write the board as one self-contained HTML page")
     parser.add_argument("--refresh", type=int, default=None, metavar="SECONDS",
@@ -480,6 +572,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.refresh is not None and (args.html is None or args.refresh < 1):
         parser.error("--refresh needs --html and a whole number of seconds, at least 1")
+    if args.event is not None and args.kata is not None:
+        parser.error("--event ranks a capstone event and --kata a kata: give one of them")
+    if args.event is not None and args.event != "digits-cnn":
+        parser.error(f"unknown event {shown(args.event, 40)!r}; the capstone event is digits-cnn")
     return args
 
 
@@ -499,13 +595,15 @@ def main(argv: list[str]) -> int:
     except KeyError as error:
         _say(str(error.args[0]), sys.stderr)
         return 2
-    ranked, skipped = gather(args.files, kata)
+    ranked, skipped = gather(args.files, kata, args.event)
     for bad in skipped:
         _say(f"skipped {bad.source}: {bad.reason}", sys.stderr)
-    _say(render_text(ranked, skipped, kata), sys.stdout)
+    _say(render_text(ranked, skipped, kata, args.event), sys.stdout)
     if args.html:
+        heading = f"Capstone · {args.event}" if args.event else "Leaderboard"
         try:
-            progress.write_atomically(args.html, render_html(ranked, skipped, kata, args.refresh))
+            progress.write_atomically(args.html, render_html(ranked, skipped, kata, args.refresh, heading=heading,
+                                                             event=args.event))
         except OSError as error:
             _say(f"cannot write {shown(str(args.html))}: {error.strerror or error}", sys.stderr)
             return 1

@@ -389,7 +389,8 @@ def parse_args(argv):
         prog="python scoreboard.py",
         description="Run every kata and milestone, each in its own process, and show how far you are.",
         epilog="Commands: run (the default), hint KATA, list, start KATA, reset KATA; "
-               "watch KATA, leaderboard FILES..., host KATA, release OUTDIR (each has its own --help). "
+               "watch KATA, leaderboard FILES..., host KATA, release OUTDIR, capstone verify SUBMISSION "
+               "(each has its own --help). "
                "The result format is described in docs/result-format.md.")
     parser.add_argument("command", nargs="?", default="run", choices=COMMANDS, help="what to do (default: run)")
     parser.add_argument("target", nargs="?", help="the kata (or milestone) for hint, start and reset")
@@ -427,7 +428,7 @@ def parse_args(argv):
 
 # Workshop and instructor commands with arguments of their own: each module has a main(argv).
 SUBCOMMAND_MODULES = {"watch": "harness.watch", "leaderboard": "harness.leaderboard", "host": "harness.host",
-                      "release": "harness.release"}
+                      "release": "harness.release", "capstone": "harness.capstone"}
 
 
 def main(argv=None) -> int:
