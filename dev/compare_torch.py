@@ -40,12 +40,14 @@ from tinytorch.compression import (  # noqa: E402
 )
 from tinytorch.convolutions import avg_pool2d, batch_norm2d, col2im, conv2d, im2col, max_pool2d  # noqa: E402
 from tinytorch.embeddings import embedding  # noqa: E402
+from tinytorch.kv_cache import ModelCache, forward_with_cache  # noqa: E402
 from tinytorch.layers import Dropout, Linear, Sequential, kaiming_uniform  # noqa: E402
 from tinytorch.losses import binary_cross_entropy_with_logits, cross_entropy, mse_loss  # noqa: E402
 from tinytorch.optimizers import Adam, AdamW, SGD  # noqa: E402
 from tinytorch.quantization import (  # noqa: E402
     MinMaxObserver, QuantizedLinear, choose_qparams, dequantize, quantize, quantize_with,
 )
+from tinytorch.autograd import no_grad  # noqa: E402
 from tinytorch.tensor import Tensor  # noqa: E402
 from tinytorch.transformer import GPT, Block, GPTConfig, LayerNorm  # noqa: E402
 
@@ -1155,6 +1157,32 @@ def transformer_workloads(torch, rng):
     return found
 
 
+def kv_cache_checks(torch, rng) -> bool:
+    """Kata 17 (float64): decoding with a KV cache, a prefill and then one token at a time, against PyTorch's full
+    forward of the same GPT; and the causal alignment a decode step needs, which PyTorch's is_causal does not give."""
+    functional = torch.nn.functional
+    config = GPTConfig(vocab_size=65, block_size=24, n_layer=2, n_head=4, n_embd=32)
+    model = GPT(config, rng=np.random.default_rng(7))
+    for parameter in model.parameters():
+        parameter.data = parameter.data.astype(np.float64)
+    ids = rng.integers(0, 65, size=(3, 24))
+    cache = ModelCache.for_model(model, 3)
+    with no_grad():
+        steps = [forward_with_cache(model, ids[:, :5], cache).data]
+        steps += [forward_with_cache(model, ids[:, t:t + 1], cache).data for t in range(5, 24)]
+    theirs = torch_gpt(torch, torch_parameters(torch, model), config, torch.from_numpy(ids)).detach().numpy()
+    ok = close("KV-cached decoding vs PyTorch's full forward", np.concatenate(steps, axis=1), theirs, 1e-10)
+    q, k, v = (rng.standard_normal(shape) for shape in ((1, 2, 1, 8), (1, 2, 5, 8), (1, 2, 5, 8)))
+    t_q, t_k, t_v = (torch.from_numpy(a) for a in (q, k, v))
+    every_key = functional.scaled_dot_product_attention(t_q, t_k, t_v).numpy()
+    ok &= close("one query after 4 cached keys, causal=True", scaled_dot_product_attention(
+        Tensor(q, dtype=np.float64), Tensor(k, dtype=np.float64), Tensor(v, dtype=np.float64), causal=True).data,
+        every_key, 1e-12)
+    first_key_only = functional.scaled_dot_product_attention(t_q, t_k, t_v, is_causal=True).numpy()
+    ok &= close("PyTorch's is_causal there: key 0 alone", first_key_only, v[:, :, :1], 1e-12)
+    return ok
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python dev/compare_torch.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="5 repeats instead of 20")
@@ -1190,6 +1218,8 @@ def main(argv=None) -> int:
     ok &= quantization_checks(torch, np.random.default_rng(15))
     print("\ncompression against torch.nn.utils.prune, torch.sparse and F.kl_div (kata 16, float64):")
     ok &= compression_checks(torch, np.random.default_rng(3))
+    print("\ncached decoding, float64 (kata 17):")
+    ok &= kv_cache_checks(torch, np.random.default_rng(3))
     print("\ntimes (best of %d, interleaved):" % repeats)
     print(f"  {'workload':<46}{'reference':>11}{'PyTorch':>11}{'ratio':>8}")
     for name, ours, theirs, _ in found:
