@@ -19,7 +19,7 @@ throughput, and the bytes of every array it keeps, measured. Then each optimised
 is compared with its baseline: bytes, and a speed-up with its 95% interval.
 
     python katas/milestones/2018_mlperf.py                    # your tinytorch, scaled-down rules
-    python katas/milestones/2018_mlperf.py --full             # MLPerf's own minimums: several minutes
+    python katas/milestones/2018_mlperf.py --full             # MLPerf's own minimums: about 5 minutes
     python katas/milestones/2018_mlperf.py --json=bench.json  # also write the harness's JSON report
 
 The default rules are MLPerf's scaled down: single-stream runs of at least 100 queries
