@@ -104,7 +104,9 @@ def group_lines(runs, width: int) -> list[str]:
 def capability_lines(runs, manifest, width: int) -> list[str]:
     found = capabilities(runs, manifest)
     earned = sum(state == EARNED for _, _, state in found)
-    lines = [f"Capabilities: {earned} of {len(found)} earned"]
+    lines = [f"capabilities: {earned} of {len(found)} earned"]
+    if len({state for _, _, state in found}) == 1:
+        return lines  # all in one state: the count says it all
     for state in CAPABILITY_STATES:
         names = [name for name, _, s in found if s == state]
         if names:
@@ -182,8 +184,9 @@ def render_board(runs, manifest, mode: str, seconds: float, width: int = 78) -> 
     lines = [f"TinyTorch Katas · {mode} mode · ran {_count(katas, 'kata')} and "
              f"{_count(milestones, 'milestone')} in {seconds:.1f} s", ""]
     lines += group_lines(runs, width)
-    lines += [""] + capability_lines(runs, manifest, width)
-    lines += [f"Total: {done} of {total} checkpoints{percent}", ""]
+    abilities = capability_lines(runs, manifest, width)
+    lines += ["", f"Total: {done} of {total} checkpoints{percent} · {abilities[0]}"]
+    lines += abilities[1:] + [""]
     lines += next_step_lines(runs, mode, width)
     return "\n".join(lines)
 
