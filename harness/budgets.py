@@ -12,6 +12,7 @@ Budget tests are marked `@pytest.mark.budget`.
 from __future__ import annotations
 
 import gc
+import os
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -22,6 +23,13 @@ def _best_time(fn, number: int) -> float:
     for _ in range(number):
         fn()
     return (time.perf_counter() - start) / number
+
+
+def _calls_for(fn, min_seconds: float) -> int:
+    number = 1
+    while _best_time(fn, number) * number < min_seconds and number < 10_000:
+        number *= 2
+    return number
 
 
 class Interleaved:
@@ -35,9 +43,10 @@ class Interleaved:
         self.candidate, self.baseline = candidate, baseline
         candidate()
         baseline()  # warm up both: imports, caches, first-touch page faults
-        self.number = 1
-        while _best_time(baseline, self.number) * self.number < min_seconds and self.number < 10_000:
-            self.number *= 2  # loop enough calls that the timer's resolution does not matter
+        # Each side loops enough calls that the timer's resolution does not matter, counted for
+        # itself: a candidate 100x slower than its baseline is not also called 100x too often.
+        self.number = _calls_for(baseline, min_seconds)
+        self.candidate_number = _calls_for(candidate, min_seconds)
         self.best_candidate = self.best_baseline = float("inf")
         self.rounds = 0
 
@@ -47,7 +56,7 @@ class Interleaved:
         try:
             for _ in range(rounds):
                 self.best_baseline = min(self.best_baseline, _best_time(self.baseline, self.number))
-                self.best_candidate = min(self.best_candidate, _best_time(self.candidate, self.number))
+                self.best_candidate = min(self.best_candidate, _best_time(self.candidate, self.candidate_number))
                 self.rounds += 1
         finally:
             if was_enabled:
@@ -65,6 +74,20 @@ def time_ratio(candidate, baseline, rounds: int = 7, min_seconds: float = 0.002)
     return timing.ratio, timing.best_candidate, timing.best_baseline
 
 
+def _patience_cap() -> float:
+    """TINYTORCH_BUDGET_PATIENCE, in seconds, caps the patience. Only the mistake checks
+    (tests/test_mutants.py) set it: they run nothing but wrong code, a slow mistake is over its
+    budget by far, and three seconds of patience for each of them would be most of the check's
+    time. A learner's run never has it, so no learner's budget is judged more hastily."""
+    value = os.environ.get("TINYTORCH_BUDGET_PATIENCE", "").strip()
+    if not value:
+        return float("inf")
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise ValueError(f"TINYTORCH_BUDGET_PATIENCE={value!r}: give a number of seconds") from None
+
+
 def assert_time_ratio(candidate, baseline, budget: float, what: str, rounds: int = 7,
                       patience: float = 3.0, min_seconds: float = 0.002, advice: str = "") -> float:
     """Fail unless candidate/baseline, as the best of interleaved rounds, is at most `budget`.
@@ -76,7 +99,7 @@ def assert_time_ratio(candidate, baseline, budget: float, what: str, rounds: int
     """
     timing = Interleaved(candidate, baseline, min_seconds)
     timing.measure(rounds)
-    deadline = time.perf_counter() + patience
+    deadline = time.perf_counter() + min(patience, _patience_cap())
     while timing.ratio > budget and time.perf_counter() < deadline:
         timing.measure(1)
     ratio = timing.ratio

@@ -24,6 +24,7 @@ from harness.results import (BROKEN, NOT_RUN, PASSED, SKIPPED, STOPPED_AFTER_TIM
 
 ROOT = manifest_module.ROOT
 MILESTONES = "milestones"
+_XDIST_GROUP_SUFFIX = re.compile(r"@[\w.-]+$")
 
 
 def pytest_addoption(parser):
@@ -46,6 +47,32 @@ def pytest_cmdline_main(config):
     which measures them one after another, and each suite-running fixture of tests/ runs once."""
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
         config.option.dist = "loadgroup"
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and workerinput.get("tinytorch_loadgroup"):
+        # A worker parses the command line again, which has no --dist: without this it would
+        # not name each test's group, and the controller would scatter every group's tests.
+        config.option.loadgroup = True
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Tell each pytest-xdist worker that the controller hands out tests by group."""
+    node.workerinput["tinytorch_loadgroup"] = node.config.getvalue("dist") == "loadgroup"
+
+
+class _XdistGroups:
+    """Marks the tests that must share a pytest-xdist worker. It runs before pytest-xdist's
+    worker appends each test's group to its id, which is what the controller hands out by."""
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items):
+        for item in items:
+            if item.get_closest_marker("xdist_group"):
+                continue
+            if item.get_closest_marker("budget"):
+                item.add_marker(pytest.mark.xdist_group("budgets"))  # one worker measures budgets, serially
+            elif _kata_of_path(item.path) == MILESTONES:
+                item.add_marker(pytest.mark.xdist_group(item.path.stem))  # a milestone's models are made once
 
 
 def _kata_of_path(path: Path):
@@ -133,7 +160,8 @@ class KataSession:
 
     def note(self, nodeid: str, place: dict) -> TestResult:
         if nodeid not in self.tests:
-            self.tests[nodeid] = TestResult(nodeid, place["group"], place["checkpoint"], checks=place["checks"],
+            shown = _XDIST_GROUP_SUFFIX.sub("", nodeid)  # pytest-xdist's "@group" is not part of the test's name
+            self.tests[nodeid] = TestResult(shown, place["group"], place["checkpoint"], checks=place["checks"],
                                             hint=place.get("hint", ""))
         return self.tests[nodeid]
 
@@ -196,6 +224,8 @@ _current: KataSession | None = None  # pytest_collectreport is not handed the co
 
 def pytest_configure(config):
     global _current
+    if getattr(config.option, "loadgroup", False) or hasattr(config, "workerinput"):
+        config.pluginmanager.register(_XdistGroups(), "tinytorch-xdist-groups")
     session = _current = KataSession(config)
     config.stash[SESSION] = session
     try:
@@ -266,8 +296,6 @@ def pytest_collection_modifyitems(session, config, items):
         group, checkpoint = placed
         checks, hint = describe(getattr(getattr(item, "obj", None), "__doc__", None), item.name)
         item.stash[PLACE] = {"group": group, "checkpoint": checkpoint, "checks": checks, "hint": hint}
-        if item.get_closest_marker("budget"):
-            item.add_marker(pytest.mark.xdist_group("budgets"))  # one worker measures budgets, serially
     positions = {id(item): index for index, item in enumerate(items)}
     items.sort(key=lambda item: state.order_key(item, positions[id(item)]))
 
@@ -386,7 +414,7 @@ def pytest_runtest_makereport(item, call):
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids):
     if _current is not None and not _current.collected_order:
-        _current.collected_order = list(ids)
+        _current.collected_order = [_XDIST_GROUP_SUFFIX.sub("", nodeid) for nodeid in ids]
 
 
 def pytest_runtest_logreport(report):

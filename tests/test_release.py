@@ -26,7 +26,7 @@ from harness import manifest as manifest_module
 from harness import release, stubs
 from tests.contract import shared_bytecode
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("release")]  # one copy, made once
 
 ROOT = manifest_module.ROOT
 REFERENCE_DIR = manifest_module.REFERENCE_DIR

@@ -792,4 +792,4 @@ class TestOptimize:
 
         assert_time_ratio(lambda: tokenizer.encode(text), in_pieces, ENCODE_BUDGET,
                           f"encoding 100 KB at once against encoding it in {ENCODE_PIECES} pieces of {size:,} "
-                          "characters", rounds=5, advice="A linear encoder costs the same either way")
+                          "characters", rounds=3, advice="A linear encoder costs the same either way")
