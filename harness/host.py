@@ -784,8 +784,9 @@ def _hold(folder: Path):
     return lock
 
 
-class _Stop(Exception):
-    pass
+class _Stop(BaseException):
+    """Raised by a stop signal in the serving thread. A BaseException, as KeyboardInterrupt is:
+    socketserver catches Exception around each request it starts, and would swallow it there."""
 
 
 def _stop(signum, frame):

@@ -45,13 +45,23 @@ def pytest_addoption(parser):
 def pytest_cmdline_main(config):
     """With pytest-xdist (`-n 2`), hand out tests by group: every budget test goes to one worker,
     which measures them one after another, and each suite-running fixture of tests/ runs once."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None and _whole_reference_run(config):
+        config.option.numprocesses = 2  # the project's full run uses both cores, -n 2 given or not
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "no":
         config.option.dist = "loadgroup"
-    workerinput = getattr(config, "workerinput", None)
     if workerinput is not None and workerinput.get("tinytorch_loadgroup"):
         # A worker parses the command line again, which has no --dist: without this it would
         # not name each test's group, and the controller would scatter every group's tests.
         config.option.loadgroup = True
+
+
+def _whole_reference_run(config) -> bool:
+    """`python -m pytest --impl=reference` with no paths, no -n and nothing that needs one process."""
+    return (config.getoption("impl", None) == "reference" and config.pluginmanager.hasplugin("xdist")
+            and getattr(config.option, "numprocesses", 0) is None
+            and config.args_source == pytest.Config.ArgsSource.TESTPATHS
+            and not (config.option.usepdb or config.option.collectonly) and (os.cpu_count() or 1) >= 2)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -368,8 +368,9 @@ class Screen:
 
 # -- signals: finish cleanly, never in the middle of writing a file ---------------------------
 
-class Stop(Exception):
-    """Ctrl-C, SIGTERM or SIGHUP: end the watch."""
+class Stop(BaseException):
+    """Ctrl-C, SIGTERM or SIGHUP: end the watch. A BaseException, as KeyboardInterrupt is: no
+    `except Exception` on the way (a library's or ours) may swallow it."""
 
 
 class Signals:

@@ -340,3 +340,54 @@ def test_messages_wrap_and_numpy_scalars_read_as_numbers():
     assert "expected 1.5, got -2.25" in lines[0]
     short = shorten("test_relu: relu keeps the input's shape and float32 and float64 stay", 40)
     assert len(short) <= 40 and short.endswith("…") and short[:-1] in "test_relu: relu keeps the input's shape and"
+
+
+def _config(impl="reference", numprocesses=None, source=pytest.Config.ArgsSource.TESTPATHS, xdist=True,
+            pdb=False, collect=False):
+    from types import SimpleNamespace
+    options = {"impl": impl}
+    return SimpleNamespace(getoption=lambda name, default=None: options.get(name, default),
+                           pluginmanager=SimpleNamespace(hasplugin=lambda name: xdist and name == "xdist"),
+                           option=SimpleNamespace(numprocesses=numprocesses, usepdb=pdb, collectonly=collect),
+                           args_source=source)
+
+
+def test_only_the_whole_reference_run_takes_both_cores_by_itself():
+    from harness.plugin import _whole_reference_run
+    assert _whole_reference_run(_config()) is True
+    assert not _whole_reference_run(_config(impl=None))  # a learner's plain `pytest`: one process, the ladder
+    assert not _whole_reference_run(_config(impl="scaffold"))
+    assert not _whole_reference_run(_config(numprocesses=0))  # -n 0 asks for one process
+    assert not _whole_reference_run(_config(numprocesses=4))  # -n given: left as it is
+    assert not _whole_reference_run(_config(source=pytest.Config.ArgsSource.ARGS))  # a kata, a file
+    assert not _whole_reference_run(_config(xdist=False))  # -p no:xdist
+    assert not _whole_reference_run(_config(pdb=True))
+    assert not _whole_reference_run(_config(collect=True))
+
+
+def test_budget_candidates_loop_their_own_number_of_calls():
+    calls = {"slow": 0, "fast": 0}
+
+    def slow():
+        calls["slow"] += 1
+        time.sleep(0.003)
+
+    def fast():
+        calls["fast"] += 1
+
+    timing = budgets.Interleaved(slow, fast, min_seconds=0.002)
+    assert timing.candidate_number == 1 and timing.number > 1
+    before = dict(calls)
+    timing.measure(2)
+    assert calls["slow"] - before["slow"] == 2 and calls["fast"] - before["fast"] == 2 * timing.number
+
+
+def test_budget_patience_is_capped_only_by_a_number(monkeypatch):
+    monkeypatch.setenv("TINYTORCH_BUDGET_PATIENCE", "soon")
+    with pytest.raises(ValueError, match="TINYTORCH_BUDGET_PATIENCE='soon'"):
+        budgets.assert_time_ratio(lambda: None, lambda: None, 1e9, "nothing")
+    monkeypatch.setenv("TINYTORCH_BUDGET_PATIENCE", "0")
+    started = time.perf_counter()
+    with pytest.raises(AssertionError):
+        budgets.assert_time_ratio(lambda: time.sleep(0.002), lambda: None, 1.0, "a sleep against nothing", rounds=2)
+    assert time.perf_counter() - started < 1.0  # no three seconds of patience
