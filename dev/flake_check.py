@@ -17,11 +17,13 @@ import multiprocessing
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+KEPT = Path(tempfile.gettempdir()) / "tinytorch-flake-check"
 COMMAND = [sys.executable, "-m", "pytest", "--impl=reference", "-n", "2", "-q", "-p", "no:cacheprovider"]
 
 
@@ -56,10 +58,16 @@ def main(argv=None) -> int:
         durations.append(seconds)
         failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", done.stdout, flags=re.M)
         summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+        print(f"run {run:2d}/{args.runs}: exit {done.returncode} in {seconds:5.1f} s  {summary}", flush=True)
         if done.returncode != 0:
             failed_runs += 1
             failures.update(failed or [f"exit code {done.returncode}"])
-        print(f"run {run:2d}/{args.runs}: exit {done.returncode} in {seconds:5.1f} s  {summary}", flush=True)
+            kept = KEPT / f"run-{run:02d}.txt"  # the whole output, to read why
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(done.stdout + done.stderr, encoding="utf-8")
+            for test in failed or [f"exit code {done.returncode}"]:
+                print(f"         {test}", flush=True)
+            print(f"         output kept in {kept}", flush=True)
     print(f"\n{args.runs - failed_runs} of {args.runs} runs passed with {args.busy} busy process(es) alongside; "
           f"{min(durations):.0f}-{max(durations):.0f} s per run.")
     for test, count in failures.most_common():

@@ -24,6 +24,7 @@ from harness.results import (BROKEN, NOT_RUN, PASSED, SKIPPED, STOPPED_AFTER_TIM
 
 ROOT = manifest_module.ROOT
 MILESTONES = "milestones"
+BUDGET_TIMEOUT = 30  # seconds, for a performance-budget test (the others: pytest.ini's timeout)
 _XDIST_GROUP_SUFFIX = re.compile(r"@[\w.-]+$")
 
 
@@ -306,6 +307,10 @@ def pytest_collection_modifyitems(session, config, items):
         group, checkpoint = placed
         checks, hint = describe(getattr(getattr(item, "obj", None), "__doc__", None), item.name)
         item.stash[PLACE] = {"group": group, "checkpoint": checkpoint, "checks": checks, "hint": hint}
+        if item.get_closest_marker("budget") and not item.get_closest_marker("timeout"):
+            # A time budget measures rounds, then keeps measuring up to 3 s while over budget: on a
+            # busy machine that alone can pass the usual 10 s. A loop that never ends still fails it.
+            item.add_marker(pytest.mark.timeout(BUDGET_TIMEOUT))
     positions = {id(item): index for index, item in enumerate(items)}
     items.sort(key=lambda item: state.order_key(item, positions[id(item)]))
 

@@ -28,6 +28,9 @@ from harness.grades import validate_result
 from harness.leaderboard import MAX_BYTES, main, read_result
 from tests.contract import ROOT, child_environment
 
+# Some tests run the scoreboard (or a browser) in a fresh process: more than a kata test's 10 s on a busy machine.
+pytestmark = pytest.mark.timeout(60)
+
 START = datetime(2025, 1, 31, 9, 0, tzinfo=timezone.utc)
 SCRIPT_NAME = "<script>document.title='pwned'</script>"
 IMG_NAME = "<img src=x onerror=\"document.title='pwned'\">"
