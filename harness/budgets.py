@@ -106,7 +106,7 @@ def assert_time_ratio(candidate, baseline, budget: float, what: str, rounds: int
     assert ratio <= budget, (
         f"{what}: took {ratio:.2f}x the baseline ({timing.best_candidate * 1e3:.3f} ms vs "
         f"{timing.best_baseline * 1e3:.3f} ms, best of {timing.rounds} interleaved rounds); the budget is "
-        f"{budget:.1f}x" + (f". {advice}" if advice else ""))
+        f"{budget:g}x" + (f". {advice}" if advice else ""))
     return ratio
 
 

@@ -607,8 +607,8 @@ class TestOptimize:
     def test_forward_and_backward_within_budget_of_numpy(self):
         """Lookup and backward of 16 x 512 ids in a (1000, 64) table take at most 3x numpy's take + a 1-D np.add.at.
 
-        Hint: `np.add.at(table, ids, rows)` adds row by row through numpy's slow general path (about 10x
-        the budget here). Read the table as one long row: value (token, column) adds to element
+        Hint: `np.add.at(table, ids, rows)` adds row by row through numpy's slow general path (4-5x
+        numpy's time here, over the budget). Read the table as one long row: value (token, column) adds to element
         id * dim + column, and a 1-D np.add.at takes numpy's fast path.
         """
         rng = np.random.default_rng(62)
@@ -629,4 +629,4 @@ class TestOptimize:
 
         (got,) = candidate()
         assert_close(got, baseline()[1], "the gradient of the (1000, 64) table", rtol=1e-4, atol=1e-4)
-        assert_time_ratio(candidate, baseline, TIME_BUDGET, "embedding forward + backward, 8192 ids", rounds=5)
+        assert_time_ratio(candidate, baseline, TIME_BUDGET, "embedding forward + backward, 8192 ids", rounds=15)
