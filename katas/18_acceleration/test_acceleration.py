@@ -11,11 +11,17 @@ does not depend on the machine (bytes traced by tracemalloc, calls, recorded ops
 import collections
 import gc
 import math
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from harness import implementation
+from harness import manifest as manifest_module
 from harness.budgets import assert_time_ratio, peak_bytes
 from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck
 from tinytorch import acceleration
@@ -1181,11 +1187,56 @@ SMALL = dict(vocab_size=VOCAB, block_size=LENGTH, n_layer=2, n_head=4, n_embd=64
 KATA_13_ACTIVATION_BYTES = 4 * BATCH * LENGTH * (4 * 64 + 2 * (30 * 64 + 4 * LENGTH) + 2 * VOCAB)
 FAST_ACTIVATION_BYTES = 4 * BATCH * LENGTH * (4 * 64 + 2 * (20 * 64 + 4 * LENGTH) + 2 * VOCAB)
 ACTIVATION_BUDGET = 1.1  # the reference keeps about 1.00x the fast-path count
-# The fast training step over kata 13's. The reference measures 0.5-0.65 on Linux with glibc's allocator as it
-# comes (most of the gain is fresh pages not faulted in), and 0.87-0.89 with the allocator keeping freed memory
-# (MALLOC_TRIM_THRESHOLD_): the budget must hold for both, so it asks for 5%, and the op census (fast_path) and
-# the activation bytes below check the rest deterministically.
+# The fast training step over kata 13's, timed in a fresh process with glibc's policy held fixed (FAST_STEP_CHILD):
+# the reference measures 0.26-0.81 there on a loaded two-core machine (0.4-0.5 idle). In a long-lived process
+# whose allocator keeps freed memory it is only 0.87-0.95, which is why the step is not timed in the test's own
+# process. The op census (fast_path) and the activation bytes above check the rest deterministically.
 TIME_BUDGET = 0.95
+
+
+def measure_the_fast_step() -> float:
+    """The fast step's time over kata 13's, asserted against TIME_BUDGET (run by FAST_STEP_CHILD)."""
+    ids, targets = random_ids((BATCH, LENGTH), VOCAB, 900), random_ids(BATCH * LENGTH, VOCAB, 901)
+    plain, fast = GPT(GPTConfig(**SMALL), rng=np.random.default_rng(920)), GPT(GPTConfig(**SMALL), rng=np.random.default_rng(920))
+    adam, in_place = Adam(plain.parameters(), lr=1e-3), InPlaceAdam(fast.parameters(), lr=1e-3)
+
+    def kata_13_step():
+        adam.zero_grad()
+        cross_entropy(plain(ids).reshape(-1, VOCAB), targets).backward()
+        adam.step()
+
+    def fast_step():
+        in_place.zero_grad()
+        with fast_path(fast):
+            cross_entropy(fast(ids).reshape(-1, VOCAB), targets).backward()
+        in_place.step()
+
+    return assert_time_ratio(fast_step, kata_13_step, TIME_BUDGET,
+                             f"a fast training step vs kata 13's, GPT {SMALL}, B={BATCH}",
+                             advice="count the ops of the loss's graph inside fast_path: an unfused op left is time left")
+
+
+# Most of what the fast step saves is memory the allocator must fetch again, and how much that costs
+# depends on what the allocator has done before: in a long-lived process glibc raises its thresholds
+# and keeps freed memory, and the fast step is only 5-11% faster; in a fresh one it is about twice as
+# fast. So the step is timed in a fresh process, with MALLOC_MMAP_THRESHOLD_ set, which holds glibc's
+# policy fixed: large arrays come from the heap, and freed memory at its top goes back to the system.
+FAST_STEP_CHILD = """
+import sys
+root, kata_dir, mode, learner, student_dir = sys.argv[1:6]
+sys.path[:0] = [root, kata_dir]
+from harness import implementation
+implementation.install(mode, [kata for kata in learner.split(",") if kata], student_dir)
+import test_acceleration
+try:
+    test_acceleration.measure_the_fast_step()
+except AssertionError as error:
+    print(error)
+    sys.exit(1)
+except NotImplementedError as error:
+    print(error)
+    sys.exit(3)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -1210,23 +1261,20 @@ class TestOptimize:
             loss.backward()
 
     @pytest.mark.budget
-    def test_the_fast_training_step_is_faster(self, small_batch):
-        """A training step on the fast path with InPlaceAdam takes at most 0.95x kata 13's step with Adam (B=16, T=32)."""
-        ids, targets = small_batch
-        plain, fast = GPT(GPTConfig(**SMALL), rng=np.random.default_rng(920)), GPT(GPTConfig(**SMALL), rng=np.random.default_rng(920))
-        adam, in_place = Adam(plain.parameters(), lr=1e-3), InPlaceAdam(fast.parameters(), lr=1e-3)
+    def test_the_fast_training_step_is_faster(self):
+        """A training step on the fast path with InPlaceAdam takes at most 0.95x kata 13's step with Adam (B=16, T=32).
 
-        def kata_13_step():
-            adam.zero_grad()
-            cross_entropy(plain(ids).reshape(-1, VOCAB), targets).backward()
-            adam.step()
-
-        def fast_step():
-            in_place.zero_grad()
-            with fast_path(fast):
-                cross_entropy(fast(ids).reshape(-1, VOCAB), targets).backward()
-            in_place.step()
-
-        assert_time_ratio(fast_step, kata_13_step, TIME_BUDGET,
-                          f"a fast training step vs kata 13's, GPT {SMALL}, B={BATCH}",
-                          advice="count the ops of the loss's graph inside fast_path: an unfused op left is time left")
+        Measured in a fresh process whose allocator keeps one policy throughout (see FAST_STEP_CHILD).
+        """
+        finder = implementation.current()
+        manifest = manifest_module.load()
+        learner = [manifest.kata_for_module(module).id for module in sorted(finder.learner_modules)]
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(32 * 2**20)}
+        done = subprocess.run([sys.executable, "-c", FAST_STEP_CHILD, str(manifest_module.ROOT),
+                               str(Path(__file__).resolve().parent), finder.mode, ",".join(learner),
+                               str(finder.student_dir)],
+                              env=env, capture_output=True, text=True, timeout=25, stdin=subprocess.DEVNULL)
+        said = (done.stdout + done.stderr).strip()[-2000:]
+        if done.returncode == 3:
+            raise NotImplementedError(f"timing the fast step: {said}")
+        assert done.returncode == 0, said
