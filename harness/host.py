@@ -784,15 +784,6 @@ def _hold(folder: Path):
     return lock
 
 
-class _Stop(BaseException):
-    """Raised by a stop signal in the serving thread. A BaseException, as KeyboardInterrupt is:
-    socketserver catches Exception around each request it starts, and would swallow it there."""
-
-
-def _stop(signum, frame):
-    raise _Stop(signal.Signals(signum).name)
-
-
 def join_command(workshop: Workshop, url: str, token: str) -> str:
     """What participants type (with the session's length when it is not the kata's usual one)."""
     extra = f" --minutes {workshop.minutes:g}" if workshop.minutes != workshop.target.minutes else ""
@@ -854,13 +845,22 @@ def main(argv: list[str]) -> int:
     url = f"http://{f'[{host}]' if ':' in host else host}:{server.server_address[1]}"
     server.join_line = f"Join: {join_command(workshop, url, '(ask the host)')}"
     server.refresh = args.refresh
-    print("\n".join(_banner(workshop, said, url, host, args.bind)), flush=True)
     server.on_tick = _clock_keeper(workshop)
-    # Ctrl-C too: a host started in the background of a script would otherwise ignore it
-    previous = {signum: signal.signal(signum, _stop) for signum in STOP_SIGNALS}
+    # A stop signal (Ctrl-C too: a host started in the background of a script would otherwise ignore
+    # it) asks the serving loop to end, from a thread of its own; nothing is raised in the middle of
+    # whatever the loop was doing. Installed before the banner, which tells a script the host is up.
+    stopping = threading.Event()
+
+    def stop(signum, frame):
+        if not stopping.is_set():
+            stopping.set()
+            threading.Thread(target=server.shutdown, name="host-stop", daemon=True).start()
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    print("\n".join(_banner(workshop, said, url, host, args.bind)), flush=True)
     try:
         server.serve_forever(poll_interval=0.25)
-    except (KeyboardInterrupt, _Stop):
+    except KeyboardInterrupt:
         pass
     finally:
         for signum in STOP_SIGNALS:  # the board is written whole, whatever is pressed now

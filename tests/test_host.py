@@ -857,3 +857,13 @@ def test_names_and_addresses_a_participant_may_join_with():
                 "http://10.0.0.5:port"):
         with pytest.raises(ValueError):
             join.base_url(bad)
+
+
+def test_a_stop_signal_the_moment_the_host_is_up_ends_it_cleanly(tmp_path):
+    """SIGINT or SIGTERM as soon as the banner is out (a script stopping the host at once) ends it with 0."""
+    for attempt, signum in enumerate((signal.SIGINT, signal.SIGTERM, signal.SIGINT)):
+        host = start_host(tmp_path / f"session-{attempt}")
+        started = time.monotonic()
+        assert host.stop(signum) == 0, host.out
+        assert time.monotonic() - started < 10, host.out
+        assert "Traceback" not in host.out
