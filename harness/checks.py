@@ -1,7 +1,7 @@
 """Assertions for kata tests whose failure messages teach: what, where, expected, got.
 
     from harness.checks import assert_close, assert_shape, assert_finite, gradcheck, no_overflow
-    from harness.checks import assert_tensor, assert_made_by_op
+    from harness.checks import assert_tensor, assert_made_by_op, raises_naming
 """
 
 from __future__ import annotations
@@ -99,6 +99,21 @@ def assert_made_by_op(action, what: str, op: str | None = None, parents: tuple |
             raise AssertionError(f"{what}: recorded with {len(op_parents)} parent(s) that do not include every "
                                  f"input tensor; pass the input Tensors themselves as parents")
     return result
+
+
+def raises_naming(call, errors, fragments, what: str) -> str:
+    """call() raises one of `errors` (a class or a tuple), and its message mentions every fragment.
+    Returns the message."""
+    errors = errors if isinstance(errors, tuple) else (errors,)
+    try:
+        call()
+    except errors as error:
+        message = str(error)
+    else:
+        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
+    missing = [f for f in fragments if f not in message]
+    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
+    return message
 
 
 def assert_close(got, expected, what: str, rtol: float = 1e-5, atol: float = 1e-6) -> None:

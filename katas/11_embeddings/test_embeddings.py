@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.budgets import assert_time_ratio, peak_bytes
-from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck
+from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck, raises_naming
 from tinytorch.autograd import BACKWARD_RULES
 from tinytorch.embeddings import (
     POSITION_KINDS, Embedding, PositionalEmbedding, TokenAndPositionEmbedding, check_ids, embedding,
@@ -43,19 +43,6 @@ def formula_positions(length: int, dim: int, start: int = 0, base: float = 10000
             angle = t / base ** (2 * (column // 2) / dim)
             values[row, column] = math.sin(angle) if column % 2 == 0 else math.cos(angle)
     return values
-
-
-def raises_naming(call, errors, fragments, what: str) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    errors = errors if isinstance(errors, tuple) else (errors,)
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
 
 
 def backward_of(out: Tensor, grad: np.ndarray):

@@ -8,7 +8,9 @@ import pytest
 import tinytorch.attention as attention_module
 from harness import checks
 from harness.budgets import assert_time_ratio, count_calls, peak_bytes
-from harness.checks import assert_close, assert_finite, assert_made_by_op, assert_shape, assert_tensor, gradcheck
+from harness.checks import (
+    assert_close, assert_finite, assert_made_by_op, assert_shape, assert_tensor, gradcheck, raises_naming,
+)
 from tinytorch.attention import (
     MultiHeadAttention, attention_mask, causal_mask, masked_softmax, merge_heads, padding_mask,
     scaled_dot_product_attention, split_heads,
@@ -70,19 +72,6 @@ def numpy_attention(q, k, v, allowed=None) -> np.ndarray:
 def numpy_softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
-
-
-def raises_naming(call, errors, fragments, what: str) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    errors = errors if isinstance(errors, tuple) else (errors,)
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
 
 
 def attend(q, k, v, **options) -> Tensor:

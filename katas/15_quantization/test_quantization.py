@@ -5,7 +5,7 @@ import pytest
 
 import tinytorch.quantization as quantization_module
 from harness.budgets import count_calls
-from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor
+from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, raises_naming
 from numpy.lib.stride_tricks import sliding_window_view
 
 from tinytorch.activations import ReLU
@@ -26,19 +26,6 @@ F32_EPS = float(np.finfo(np.float32).eps)
 
 def random_array(shape, seed: int, scale: float = 1.0, dtype=np.float32) -> np.ndarray:
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(dtype)
-
-
-def raises_naming(call, errors, fragments, what: str) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    errors = errors if isinstance(errors, tuple) else (errors,)
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
 
 
 def per_channel(values, axis, ndim: int) -> np.ndarray:

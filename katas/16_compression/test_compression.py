@@ -7,7 +7,7 @@ import pytest
 
 from harness import checks
 from harness.budgets import assert_time_ratio
-from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck
+from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck, raises_naming
 from tinytorch.activations import ReLU, Tanh
 from tinytorch.autograd import no_grad
 from tinytorch.compression import (
@@ -25,19 +25,6 @@ from tinytorch.training import accuracy, fit, train_epoch
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def raises_naming(call, errors, fragments, what: str) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    errors = errors if isinstance(errors, tuple) else (errors,)
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
 
 
 def random_array(shape, seed: int, scale: float = 1.0, dtype=np.float64) -> np.ndarray:

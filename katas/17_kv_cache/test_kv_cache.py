@@ -17,7 +17,7 @@ import pytest
 
 import tinytorch.attention as attention_module
 from harness.budgets import assert_time_ratio, count_calls
-from harness.checks import assert_close, assert_shape, assert_tensor
+from harness.checks import assert_close, assert_shape, assert_tensor, raises_naming
 from tinytorch.autograd import is_grad_enabled
 from tinytorch.kv_cache import KVCache, ModelCache, forward_with_cache, generate
 from tinytorch.tensor import Tensor
@@ -34,19 +34,6 @@ def random_array(shape, seed: int, dtype=np.float64) -> np.ndarray:
 
 def random_ids(shape, seed: int, vocabulary: int = VOCAB) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, vocabulary, size=shape)
-
-
-def raises_naming(call, errors, fragments, what: str) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    errors = errors if isinstance(errors, tuple) else (errors,)
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
 
 
 def coded_keys(batch: int, heads: int, length: int, head_dim: int, offset: int = 0) -> np.ndarray:

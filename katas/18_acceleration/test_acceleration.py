@@ -23,7 +23,7 @@ import pytest
 from harness import implementation
 from harness import manifest as manifest_module
 from harness.budgets import assert_time_ratio, peak_bytes
-from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck
+from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck, raises_naming
 from tinytorch import acceleration
 from tinytorch.acceleration import (
     InPlaceAdam, causal_self_attention, contiguous, fast_block_forward, fast_linear_forward, fast_mlp_forward,
@@ -52,19 +52,6 @@ def random_ids(shape, vocabulary: int, seed: int) -> np.ndarray:
 
 def tensor(values, dtype=np.float64, requires_grad=False) -> Tensor:
     return Tensor(np.array(values, dtype=dtype), dtype=dtype, requires_grad=requires_grad)
-
-
-def raises_naming(call, errors, fragments, what: str) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    errors = errors if isinstance(errors, tuple) else (errors,)
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
 
 
 def assert_array(got, what: str, shape=None, dtype=None) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness import capstone as verifier
-from harness.checks import assert_close, assert_shape
+from harness.checks import assert_close, assert_shape, raises_naming
 from tinytorch.activations import ReLU
 from tinytorch.autograd import no_grad
 from tinytorch.capstone import (
@@ -109,18 +109,6 @@ def assert_unchanged(model, before: list, what: str) -> None:
     for index, (now, then) in enumerate(zip([p.data for p in model.parameters()], before)):
         assert now.shape == then.shape and np.array_equal(now, then), \
             f"{what}: parameter {index} of the model changed; it must be left as it was"
-
-
-def raises_naming(call, error, fragments, what: str) -> str:
-    try:
-        call()
-    except error as raised:
-        message = str(raised)
-    else:
-        raise AssertionError(f"{what}: expected {error.__name__}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
-    return message
 
 
 class ScriptedClock:
