@@ -822,36 +822,6 @@ def training_and_data_edges(torch) -> tuple[bool, list[str]]:
     return ok, by_design
 
 
-
-    for x_shape, out_channels, label in (((32, 3, 32, 32), 16, "conv2d (32,3,32,32) -> 16, 3x3, pad 1, fwd+bwd"),
-                                         ((64, 1, 8, 8), 16, "conv2d (64,1,8,8) -> 16, 3x3, pad 1, fwd+bwd"),
-                                         ((64, 16, 4, 4), 32, "conv2d (64,16,4,4) -> 32, 3x3, pad 1, fwd+bwd")):
-        found.append(conv_workload(torch, rng, x_shape, out_channels, label))
-
-    images = rng.standard_normal((32, 16, 32, 32), dtype=np.float32)
-    pool_grad = rng.standard_normal((32, 16, 16, 16), dtype=np.float32)
-    t_pool_grad = torch.from_numpy(pool_grad)
-
-    def ours_pool():
-        x = Tensor(images, requires_grad=True)
-        out = max_pool2d(x, 2)
-        out.backward(pool_grad)
-        return out, x
-
-    def theirs_pool():
-        x = torch.from_numpy(images).requires_grad_(True)
-        out = torch.nn.functional.max_pool2d(x, 2)
-        out.backward(t_pool_grad)
-        return out, x
-
-    def check_pool():
-        (out, x), (t_out, tx) = ours_pool(), theirs_pool()
-        return (close("max_pool2d output", out.data, t_out.detach().numpy(), 1e-6)
-                & close("max_pool2d input gradient", x.grad, tx.grad.numpy(), 1e-6))
-    found.append(("max_pool2d 2x2 of (32,16,32,32), fwd+bwd", ours_pool, theirs_pool, check_pool))
-    return found
-
-
 def conv_workload(torch, rng, x_shape, out_channels, label):
     """(name, ours, theirs, check) for conv2d forward + backward, float32, 3x3 kernel, padding 1, with bias."""
     x = rng.standard_normal(x_shape, dtype=np.float32)
