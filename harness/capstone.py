@@ -77,7 +77,6 @@ import sys
 import time
 import unicodedata
 import zipfile
-from datetime import datetime
 from pathlib import Path
 
 # One BLAS thread, as the kata runs use (conftest.py): a thread pool contending with other work makes a
@@ -194,16 +193,6 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _is_time(value) -> bool:
-    if not isinstance(value, str) or not value.endswith("Z"):
-        return False
-    try:
-        datetime.fromisoformat(value[:-1])
-    except ValueError:
-        return False
-    return True
-
-
 def _keys(container: dict, keys: tuple, where: str) -> list[str]:
     missing = [k for k in keys if k not in container]
     extra = [k for k in container if k not in keys]
@@ -231,7 +220,7 @@ def check_submission(data) -> list[str]:
         problems.append(f"'event' should be {EVENT!r}, got {shown(repr(data.get('event')), 60)}")
     if "participant" in data:
         problems += clean_text(data["participant"], "'participant'", MAX_NAME)
-    if "created_at" in data and not _is_time(data["created_at"]):
+    if "created_at" in data and not progress.is_time(data["created_at"]):
         problems.append("'created_at' should be an ISO-8601 UTC time ending in Z")
     recipe = data.get("recipe", [])
     if not isinstance(recipe, list) or not 1 <= len(recipe) <= MAX_RECIPE_LINES:
@@ -626,7 +615,7 @@ def validate_result(data) -> list[str]:
     problems = []
     if data.get("event") != EVENT:
         problems.append(f"'event' should be {EVENT!r}, got {shown(repr(data.get('event')), 40)}")
-    if not _is_time(data.get("created_at")):
+    if not progress.is_time(data.get("created_at")):
         problems.append("'created_at' should be an ISO-8601 UTC time ending in Z")
     status = data.get("status")
     if status not in STATUSES:

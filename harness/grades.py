@@ -48,7 +48,6 @@ from __future__ import annotations
 import getpass
 import os
 import subprocess
-from datetime import datetime
 
 from harness import manifest as manifest_module
 from harness import progress
@@ -186,16 +185,6 @@ def build_result(runs, manifest, impl: str, participant: str, history=None, hint
     }
 
 
-def _is_time(value) -> bool:
-    if not isinstance(value, str) or not value.endswith("Z"):
-        return False
-    try:
-        datetime.fromisoformat(value[:-1])
-    except ValueError:
-        return False
-    return True
-
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -218,7 +207,7 @@ def validate_result(data) -> list[str]:
         return [f"this reader knows version {VERSION}, the file says {data.get('version')!r}"]
     text = lambda v: isinstance(v, str) and bool(v.strip())  # noqa: E731
     need("result", data, "participant", text, "a non-empty string")
-    need("result", data, "created_at", _is_time, "an ISO-8601 UTC time ending in Z")
+    need("result", data, "created_at", progress.is_time, "an ISO-8601 UTC time ending in Z")
     need("result", data, "commit", lambda v: v is None or text(v), "a string or null")
     need("result", data, "impl", lambda v: v in ("student", "scaffold", "reference"), "student, scaffold or reference")
     need("result", data, "katas", lambda v: isinstance(v, list), "a list")
@@ -241,7 +230,7 @@ def validate_result(data) -> list[str]:
         need(where, kata, "reason", lambda v: v is None or isinstance(v, str), "a string or null")
         need(where, kata, "checkpoints_done", lambda v: isinstance(v, int) and v >= 0, "a count")
         need(where, kata, "checkpoints_total", lambda v: isinstance(v, int) and v >= 0, "a count")
-        need(where, kata, "started_at", lambda v: v is None or _is_time(v), "a time or null")
+        need(where, kata, "started_at", lambda v: v is None or progress.is_time(v), "a time or null")
         need(where, kata, "elapsed_seconds", lambda v: v is None or (_is_number(v) and v >= 0), "seconds or null")
         need(where, kata, "checkpoints", lambda v: isinstance(v, list), "a list")
         checkpoints = kata.get("checkpoints") if isinstance(kata.get("checkpoints"), list) else []
@@ -256,7 +245,7 @@ def validate_result(data) -> list[str]:
             need(cp_where, checkpoint, "tests_passed", lambda v: isinstance(v, int) and v >= 0, "a count")
             need(cp_where, checkpoint, "tests_total", lambda v: isinstance(v, int) and v >= 0, "a count")
             need(cp_where, checkpoint, "weight", lambda v: _is_number(v) and v >= 0, "a non-negative number")
-            need(cp_where, checkpoint, "first_green_at", lambda v: v is None or _is_time(v), "a time or null")
+            need(cp_where, checkpoint, "first_green_at", lambda v: v is None or progress.is_time(v), "a time or null")
             need(cp_where, checkpoint, "hints_used", lambda v: isinstance(v, int) and 0 <= v <= 3, "0, 1, 2 or 3")
             passed, tests = checkpoint.get("tests_passed"), checkpoint.get("tests_total")
             if isinstance(passed, int) and isinstance(tests, int) and passed > tests:

@@ -58,6 +58,17 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def is_time(value) -> bool:
+    """Whether `value` is a time as now() writes it: ISO 8601, UTC, ending in Z."""
+    if not isinstance(value, str) or not value.endswith("Z"):
+        return False
+    try:
+        datetime.fromisoformat(value[:-1])
+    except ValueError:
+        return False
+    return True
+
+
 # -- small JSON files, written whole and atomically ----------------------------------
 
 def read_json(path: Path, default):
