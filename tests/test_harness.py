@@ -4,6 +4,7 @@ outcome classification, budget helpers, and the ladder a learner sees."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -370,12 +371,29 @@ def test_only_the_whole_reference_run_takes_both_cores_by_itself():
     assert not _whole_reference_run(_config(collect=True))
 
 
+def spin(seconds: float) -> None:
+    """Work for `seconds` of this thread's CPU time (budgets time CPU, so a sleep costs them nothing)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_budgets_time_the_threads_cpu_not_the_wall_clock():
+    """A function that waits (as a preempted one does) costs a budget nothing; one that works costs its work."""
+    if not all(os.environ.get(v) == "1" for v in budgets.BLAS_THREAD_VARIABLES):
+        assert budgets.CLOCK is time.perf_counter  # BLAS was given threads of its own: their work is off this thread
+        return
+    assert budgets.CLOCK is time.thread_time  # conftest.py gives BLAS one thread
+    waiting, working = budgets._best_time(lambda: time.sleep(0.01), 3), budgets._best_time(lambda: spin(0.01), 3)
+    assert waiting < 0.005 <= working, f"a 10 ms sleep measured {waiting * 1e3:.2f} ms, 10 ms of work {working * 1e3:.2f} ms"
+
+
 def test_budget_candidates_loop_their_own_number_of_calls():
     calls = {"slow": 0, "fast": 0}
 
     def slow():
         calls["slow"] += 1
-        time.sleep(0.003)
+        spin(0.003)
 
     def fast():
         calls["fast"] += 1
@@ -394,5 +412,5 @@ def test_budget_patience_is_capped_only_by_a_number(monkeypatch):
     monkeypatch.setenv("TINYTORCH_BUDGET_PATIENCE", "0")
     started = time.perf_counter()
     with pytest.raises(AssertionError):
-        budgets.assert_time_ratio(lambda: time.sleep(0.002), lambda: None, 1.0, "a sleep against nothing", rounds=2)
+        budgets.assert_time_ratio(lambda: spin(0.002), lambda: None, 1.0, "a spin against nothing", rounds=2)
     assert time.perf_counter() - started < 1.0  # no three seconds of patience
