@@ -182,6 +182,27 @@ class TestLoops:
         assert_raises_naming(lambda: conv2d_loops(np.zeros((3, 5, 5)), np.zeros((2, 3, 3, 3))), ["(3, 5, 5)"],
                              "conv2d_loops of a 3-D input")
 
+    def test_weight_must_be_four_dimensional(self):
+        """A (2, 3, 3) weight (no input-channel axis) is a ValueError naming it, also when the input is fine."""
+        assert_raises_naming(lambda: conv2d_loops(np.zeros((1, 3, 5, 5)), np.zeros((2, 3, 3))), ["(2, 3, 3)"],
+                             "conv2d_loops with a 3-D weight")
+        assert_raises_naming(lambda: conv2d_shape((1, 2, 5, 5), (4, 2, 3, 3, 1)), ["(4, 2, 3, 3, 1)"],
+                             "conv2d_shape with a 5-D weight")
+
+    def test_integer_image(self):
+        """An integer image and a float filter give float sums (numpy's promotion), not sums truncated to ints.
+
+        Hint: make the output array with the dtype both inputs promote to (np.result_type(x, weight)),
+        not the input's dtype: 0.25 stored into an int array becomes 0.
+        """
+        x = np.arange(9).reshape(1, 1, 3, 3)  # int64
+        w = np.array([[0.5, 0.25], [0.0, 0.0]]).reshape(1, 1, 2, 2)
+        got = conv2d_loops(x, w)
+        assert got.dtype == np.float64, f"conv2d_loops of an int64 image and a float64 filter: expected float64, " \
+                                        f"got {got.dtype}"
+        assert_close(got, np.array([0.25, 1.0, 2.5, 3.25]).reshape(1, 1, 2, 2),
+                     "conv2d_loops of arange(9) (int) with [[0.5, 0.25], [0, 0]]", rtol=0, atol=0)
+
 
 # -- im2col -------------------------------------------------------------------------------------------------
 
@@ -283,6 +304,13 @@ class TestIm2col:
         assert cols.dtype == np.float32, f"im2col of float32: got {cols.dtype}"
         back = col2im(cols, x.shape, 3, 1, 1)
         assert back.dtype == np.float32, f"col2im of float32 columns: got {back.dtype}"
+
+    def test_errors_name_im2col(self):
+        """im2col's errors name im2col (not conv2d): a stride of 0 names im2col and the stride; a 5x5 kernel on 3x3 too."""
+        assert_raises_naming(lambda: im2col(np.zeros((1, 1, 4, 4)), 3, 0, 0), ["im2col", "stride"],
+                             "im2col with stride 0")
+        assert_raises_naming(lambda: im2col(np.zeros((1, 1, 3, 3)), 5, 1, 0), ["im2col", "(5, 5)"],
+                             "im2col of a 5x5 kernel on a 3x3 input")
 
 
 # -- conv2d -------------------------------------------------------------------------------------------------
@@ -398,6 +426,13 @@ class TestConv2d:
                                             Tensor(np.zeros(4))),
                              ["(4,)", "3"], "conv2d with a bias of shape (4,) for 3 filters")
 
+    def test_bias_must_be_one_dimensional(self):
+        """A bias of shape (3, 1) or (1, 3) for 3 filters is a ValueError naming that shape: the bias is (O,)."""
+        for shape in ((3, 1), (1, 3)):
+            assert_raises_naming(lambda: conv2d(Tensor(np.zeros((1, 2, 4, 4))), Tensor(np.zeros((3, 2, 3, 3))),
+                                                Tensor(np.zeros(shape))),
+                                 [str(shape)], f"conv2d with a bias of shape {shape} for 3 filters")
+
     def test_channel_mismatch(self):
         """conv2d of a 3-channel input with a 2-channel weight is a ValueError naming both shapes."""
         assert_raises_naming(lambda: conv2d(Tensor(np.zeros((1, 3, 4, 4))), Tensor(np.zeros((2, 2, 3, 3)))),
@@ -454,6 +489,7 @@ POOLS = [  # (what, x shape, kernel, stride, padding)
     ("3x3, stride 2, padding 1", (2, 1, 5, 5), 3, 2, 1),
     ("2x3, stride (1, 2), padding (1, 1)", (1, 2, 4, 6), (2, 3), (1, 2), (1, 1)),
     ("2x2, stride 2, odd size: the last row is dropped", (1, 1, 5, 5), 2, 2, 0),
+    ("3x3, stride 1, padding (1, 0): only the height padded", (1, 2, 4, 5), 3, 1, (1, 0)),
 ]
 POOL_IDS = [pool[0] for pool in POOLS]
 
@@ -594,6 +630,10 @@ class TestPooling:
             assert out.dtype == np.float32, f"{pool.__name__} of float32: got {out.dtype}"
             out.backward(np.ones(out.shape, np.float32))
             assert x.grad.dtype == np.float32, f"x.grad of {pool.__name__} of float32: got {x.grad.dtype}"
+        x = Tensor(random_array((1, 2, 4, 4), 66, np.float32))
+        out = avg_pool2d(x, 3, 1, 1, count_include_pad=False)
+        assert out.dtype == np.float32, \
+            f"avg_pool2d of float32 with count_include_pad=False: got {out.dtype} (count the real pixels in float32)"
 
     def test_non_contiguous_input(self):
         """Pooling a transposed view gives what pooling its values as a fresh array gives, and gradients of its shape."""
@@ -644,6 +684,14 @@ class TestPooling:
                                  f"{pool.__name__} of a 3-D input")
             assert_raises_naming(lambda: pool(Tensor(np.zeros((1, 1, 4, 4))), 2, 0), ["stride"],
                                  f"{pool.__name__} with stride 0")
+
+    def test_pool_errors_name_the_pool(self):
+        """A stride of 0 or a 5x5 window on a 3x3 image is a ValueError naming the pooling function that raised it."""
+        for pool in (max_pool2d, avg_pool2d):
+            assert_raises_naming(lambda: pool(Tensor(np.zeros((1, 1, 4, 4))), 2, (1, 0)), [pool.__name__, "stride"],
+                                 f"{pool.__name__} with stride (1, 0)")
+            assert_raises_naming(lambda: pool(Tensor(np.zeros((1, 1, 3, 3))), 5), [pool.__name__, "(5, 5)"],
+                                 f"{pool.__name__} with a 5x5 window on a 3x3 image")
 
 
 # -- batchnorm --------------------------------------------------------------------------------------------------
@@ -804,6 +852,36 @@ class TestBatchNorm:
         """In training a (1, 3, 1, 1) input has no variance to measure: a ValueError naming its shape."""
         assert_raises_naming(lambda: BatchNorm2d(3)(Tensor(np.zeros((1, 3, 1, 1)))), ["(1, 3, 1, 1)"],
                              "BatchNorm2d(3) in training of a (1, 3, 1, 1) input")
+
+    def test_one_image_in_training(self):
+        """In training a batch of ONE (1, 2, 2, 2) image is fine: its 4 pixels per channel give the statistics.
+
+        Hint: what needs more than one value is each channel's variance over N*H*W, not the batch size N.
+        """
+        data = random_array((1, 2, 2, 2), 100)
+        bn = BatchNorm2d(2)
+        out = bn(Tensor(data, dtype=np.float64))
+        mean, var = batch_stats(data)
+        assert_close(out, normalised(data, mean, var, np.ones(2), np.zeros(2)),
+                     "BatchNorm2d in training of one (1, 2, 2, 2) image (seed 100)", rtol=1e-6, atol=1e-6)
+        assert_close(bn.running_var, 0.9 + 0.1 * data.var(axis=(0, 2, 3), ddof=1),
+                     "running_var after one image (unbiased over its 4 pixels: m = N*H*W = 4)")
+
+    def test_input_must_be_four_dimensional(self):
+        """A (2, 3, 4) input for BatchNorm2d(3) (no width axis) is a ValueError naming its shape."""
+        assert_raises_naming(lambda: BatchNorm2d(3)(Tensor(np.zeros((2, 3, 4)))), ["(2, 3, 4)"],
+                             "BatchNorm2d(3) of a 3-D input")
+
+    def test_eval_of_a_channel_with_zero_variance(self):
+        """In eval a channel whose running_var is 0 divides by sqrt(eps): eps goes INSIDE the square root."""
+        bn = BatchNorm2d(2, eps=1e-2)
+        bn.running_var[...] = [0.0, 1.0]
+        bn.eval()
+        data = random_array((2, 2, 2, 2), 101)
+        expected = normalised(data, np.zeros(2), np.array([0.0, 1.0]), np.ones(2), np.zeros(2), 1e-2)
+        assert_close(bn(Tensor(data, dtype=np.float64)), expected,
+                     "BatchNorm2d in eval with running_var [0, 1] and eps 1e-2: 1 / sqrt(var + eps)",
+                     rtol=1e-6, atol=1e-6)
 
 
 # -- optimize ---------------------------------------------------------------------------------------------------

@@ -160,6 +160,16 @@ class TestCharacters:
         assert "'z'" in message and "4" in message, (
             f"the error should name the character 'z' and its position 4; it says: {message}")
 
+    def test_unknown_character_position_is_in_the_text(self):
+        """The position named is where the character stands in the text: 'é' in "café bad" is at 3 (7 tokens known)."""
+        tokenizer = CharTokenizer("abcdef ")
+        with pytest.raises(ValueError) as error:
+            tokenizer.encode("café bad")
+        message = str(error.value)
+        assert "'é'" in message and "3" in message, (
+            f"encode('café bad') with the 7 characters of 'abcdef ': the error should name 'é' and its position "
+            f"in the text, 3; it says: {message}")
+
     def test_unk_token(self):
         """With unk=True, id 0 is "<unk>", the characters follow from 1, and unknown characters encode to 0."""
         tokenizer = CharTokenizer("abc", unk=True)
@@ -185,6 +195,15 @@ class TestCharacters:
             assert str(bad) in message and "6" in message, (
                 f"decode([0, 1, {bad}, 2]) with 6 tokens: the error should name the id {bad} and the size 6; "
                 f"it says: {message}")
+
+    def test_decode_names_the_first_bad_id(self):
+        """decode([0, 7, 1, 9]) with 6 tokens names the FIRST id out of range, 7 at position 1, not the largest, 9."""
+        with pytest.raises(ValueError) as error:
+            CharTokenizer("abcdef").decode([0, 7, 1, 9])
+        message = str(error.value)
+        assert "7" in message and "9" not in message, (
+            f"decode([0, 7, 1, 9]) with 6 tokens: the error should name the first bad id, 7 (position 1), "
+            f"where the reader will look first; it says: {message}")
 
     def test_decode_rejects_non_integers(self):
         """decode([0, 1.5]) raises TypeError: an id is an integer."""
@@ -282,6 +301,7 @@ class TestChunks:
         ("abc123def 42", ["abc", "123", "def", " 42"]),
         ("3.14", ["3", ".", "14"]),
         ("don't we'll", ["don", "'t", " we", "'ll"]),
+        ("we've they're I'm he'd it's", ["we", "'ve", " they", "'re", " I", "'m", " he", "'d", " it", "'s"]),
         ("Hi!! ok?", ["Hi", "!!", " ok", "?"]),
         ("_You_ said", ["_", "You", "_", " said"]),
         ("naïve café", ["naïve", " café"]),
@@ -410,9 +430,15 @@ class TestTrain:
         assert tokenizer.merges == {} and tokenizer.vocab_size == 256, f"expected no merges, got {tokenizer.merges}"
 
     def test_lone_surrogate_in_training_text(self):
-        """Training on text with a lone surrogate raises ValueError."""
-        with pytest.raises(ValueError):
+        """Training on text with a lone surrogate raises ValueError naming its position in the text, 4.
+
+        Hint: check the whole text (utf8) before cutting it into chunks; the codec's own error
+        names a position inside one chunk, which the reader cannot find in the text.
+        """
+        with pytest.raises(ValueError) as error:
             BPETokenizer().train("abc \ud800 def", 300)
+        assert "position 4" in str(error.value), (
+            f"train('abc \\ud800 def'): the error should name position 4 of the text; it says: {error.value}")
 
 
 # -- encode ------------------------------------------------------------------------------------
@@ -507,6 +533,13 @@ class TestEncode:
                 tokenizer.decode([97, bad])
             assert str(bad) in str(error.value) and "259" in str(error.value), (
                 f"decode([97, {bad}]): the error should name the id {bad} and the size 259; it says: {error.value}")
+
+    def test_decode_rejects_non_integers(self):
+        """decode([104, 105.0]) and decode of a float array raise TypeError, although 105.0 == 105 as a dict key."""
+        tokenizer = trained("aaabdaaabac", 259)
+        for ids in ([104, 105.0], np.array([104.0, 105.0])):
+            with pytest.raises(TypeError):
+                tokenizer.decode(ids)
 
     def test_decode_takes_numpy_ids(self):
         """decode accepts a numpy int64 array and returns a str."""
@@ -732,9 +765,10 @@ class TestSaveLoad:
             BPETokenizer.load(path)
         assert names in str(error.value), f"the error should mention {names!r}; it says: {error.value}"
 
-    @pytest.mark.parametrize("merges", [[[97, 97], [300, 5]], [[97, 97], [97]], [[97, 97], "ab"], [[97, 97], [97, 97]]])
+    @pytest.mark.parametrize("merges", [[[97, 97], [300, 5]], [[97, 97], [97]], [[97, 97], "ab"], [[97, 97], [97, 97]],
+                                        [[97, 97], [257, 97]], [[97, 97], [-1, 97]], [[97, 97], [True, 97]]])
     def test_damaged_merges(self, tmp_path, merges):
-        """A merge of an id that does not exist yet, not a pair, or repeated raises ValueError naming merge 1."""
+        """A merge of an id that does not exist yet (its own new id 257, or -1), not a pair of ints, or repeated raises ValueError naming merge 1."""
         path = self.saved(tmp_path, lambda data: data.update(merges=merges))
         with pytest.raises(ValueError) as error:
             BPETokenizer.load(path)

@@ -190,6 +190,8 @@ class TestLookup:
         """A 1-D weight of shape (10,) is a ValueError naming its shape: a table has one row per id."""
         raises_naming(lambda: embedding(np.array([1, 2]), Tensor(np.zeros(10))), ValueError, ["(10,)"],
                       "embedding with a weight of shape (10,)")
+        raises_naming(lambda: embedding(np.array([1, 2]), Tensor(np.zeros((10, 4, 2)))), ValueError, ["(10, 4, 2)"],
+                      "embedding with a 3-D weight of shape (10, 4, 2)")
 
     def test_embedding_module_owns_its_table(self):
         """Embedding(10, 4): one float32 Parameter `weight` of shape (10, 4), and calling it looks ids up."""
@@ -299,6 +301,19 @@ class TestGradient:
         weight = table(4, 3, seed=23, dtype=np.float32, requires_grad=True)
         embedding(np.array([[1, 2], [2, 3]]), weight).backward(random_array((2, 2, 3), 24, np.float32))
         assert weight.grad.dtype == np.float32, f"expected a float32 gradient, got {weight.grad.dtype}"
+
+    def test_a_transposed_table(self):
+        """A table that is a transposed (non-contiguous) view still gets its gradient, through the transpose.
+
+        Hint: np.zeros_like keeps the layout of a transposed table, and reshape(-1) of that is a COPY:
+        adding into the copy leaves the gradient all zeros. Make the gradient table with np.zeros(shape).
+        """
+        base = table(3, 5, seed=25, requires_grad=True)  # (3, 5); its transpose is the (5, 3) table
+        ids = np.array([[4, 0], [4, 2]])
+        grad = random_array((2, 2, 3), 26)
+        embedding(ids, base.transpose()).backward(grad)
+        expected = one_hot(ids, 5).reshape(-1, 5).T @ grad.reshape(-1, 3)  # (5, 3)
+        assert_close(base.grad, expected.T, "the gradient of a (3, 5) table looked up through its transpose (seed 26)")
 
 
 # -- sinusoidal -------------------------------------------------------------------------------------
@@ -440,6 +455,7 @@ class TestPositions:
         raises_naming(lambda: positions(17), ValueError, ["16"], "PositionalEmbedding(16, 2)(17)")
         raises_naming(lambda: positions(4, start=14), ValueError, ["16", "14"], "PositionalEmbedding(16, 2)(4, start=14)")
         raises_naming(lambda: positions(2, start=-1), ValueError, ["-1"], "PositionalEmbedding(16, 2)(2, start=-1)")
+        raises_naming(lambda: positions(-2, start=3), ValueError, ["-2"], "PositionalEmbedding(16, 2)(-2, start=3)")
 
     def test_unknown_kind(self):
         """kind='rotary' is a ValueError that lists the kinds there are, 'learned' and 'sinusoidal'."""
@@ -478,6 +494,13 @@ class TestTokenAndPosition:
         assert names == ["token.weight", "position.weight"], f"expected ['token.weight', 'position.weight'], got {names}"
         assert_shape(model.token.weight, (10, 4), "model.token.weight")
         assert_shape(model.position.weight, (8, 4), "model.position.weight")
+
+    def test_std_reaches_both_tables(self):
+        """TokenAndPositionEmbedding(400, 50, 300, std=0.02) draws BOTH tables with std 0.02, as GPT-2 does."""
+        model = TokenAndPositionEmbedding(400, 50, 300, std=0.02, rng=np.random.default_rng(41))
+        for name, weight in (("token.weight", model.token.weight), ("position.weight", model.position.weight)):
+            std = float(weight.data.std())
+            assert abs(std - 0.02) < 0.001, f"{name} with std=0.02: its values have std {std:.4f}; pass std on"
 
     def test_tokens_plus_positions(self):
         """For ids (2, 5) the output (2, 5, 4) is token row ids[b, t] plus position row t."""

@@ -96,7 +96,9 @@ def embedding_backward(out, grad):
     (weight,) = out.parents
     ids = out.saved["ids"]  # (*ids.shape,) np.intp
     # BEGIN SOLUTION gradient: scatter-ADD every token's gradient row (grad is (*ids.shape, dim)) into zeros shaped like the weight, so a repeated id receives the sum of its rows; for speed, add element by element into the flattened table
-    grad_weight = np.zeros_like(weight.data)  # (num_embeddings, dim), the only table-sized array
+    # (num_embeddings, dim), the only table-sized array; C order whatever the weight's layout, so that the
+    # reshape(-1) below is a view to add into (zeros_like of a transposed table would make it a copy)
+    grad_weight = np.zeros(weight.shape, dtype=weight.dtype)
     dim = grad_weight.shape[1]
     # Each gradient value lands on element (id, column) of the table, number id * dim + column when the
     # table is read as one long row. np.add.at on 1-D arrays takes numpy's fast path; on rows, a slow one.
