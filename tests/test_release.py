@@ -26,7 +26,7 @@ from harness import manifest as manifest_module
 from harness import release, stubs
 from tests.contract import shared_bytecode
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.xdist_group("release")]  # one copy, made once
+pytestmark = [pytest.mark.timeout(360), pytest.mark.xdist_group("release")]  # one copy, made once
 
 ROOT = manifest_module.ROOT
 REFERENCE_DIR = manifest_module.REFERENCE_DIR
@@ -56,7 +56,7 @@ def environment(progress: Path) -> dict:
 
 def run(args: list[str], cwd: Path, progress: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=environment(progress), capture_output=True,
-                          text=True, timeout=100, stdin=subprocess.DEVNULL)
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)
 
 
 def readme_commands(readme: str) -> list[str]:
