@@ -527,12 +527,14 @@ class TestGPT:
                       "GPTConfig(positions='rotary')")
 
     def test_config_sizes_are_integers_not_booleans(self):
-        """A size of True is a ValueError naming it; numpy integers (say, a tokenizer's vocabulary size) are fine.
+        """A size of True or 10.0 is a ValueError naming it; numpy integers (say, a tokenizer's vocabulary size) are fine.
 
         Hint: bool is a subclass of int in Python, so refuse it explicitly; accept (int, np.integer).
         """
         raises_naming(lambda: GPTConfig(vocab_size=10, block_size=8, n_layer=True), ValueError, ["n_layer", "True"],
                       "GPTConfig(n_layer=True)")
+        raises_naming(lambda: GPTConfig(vocab_size=10.0, block_size=8), ValueError, ["vocab_size", "10.0"],
+                      "GPTConfig(vocab_size=10.0)")
         config = GPTConfig(vocab_size=np.int64(10), block_size=np.int64(8))
         assert config.num_parameters() == formula(10, 8, 2, 64), "GPTConfig with numpy integer sizes"
 
