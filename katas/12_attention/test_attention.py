@@ -120,8 +120,23 @@ class TestMasks:
         assert np.array_equal(causal_mask(4, 2), lower_right(4, 2)), f"causal_mask(4, 2): got {causal_mask(4, 2)}"
 
     def test_negative_length(self):
-        """causal_mask(3, -1) is a ValueError naming -1."""
+        """causal_mask(3, -1) and causal_mask(-2, 3) are ValueErrors naming the negative length.
+
+        Hint: check both lengths: np.arange of a negative number is silently empty.
+        """
         raises_naming(lambda: causal_mask(3, -1), ValueError, ["-1"], "causal_mask(3, -1)")
+        raises_naming(lambda: causal_mask(-2, 3), ValueError, ["-2"], "causal_mask(-2, 3)")
+
+    def test_zero_lengths(self):
+        """causal_mask(0, 3) is an empty (0, 3) mask and causal_mask(2, 0) a (2, 0) one: 0 is a length, not an error.
+
+        Hint: refuse only negative lengths; a cache with no keys yet, or no new queries, is a valid (empty) case.
+        """
+        for length_q, length_k in ((0, 3), (2, 0), (0, 0)):
+            got = causal_mask(length_q, length_k)
+            assert isinstance(got, np.ndarray) and got.shape == (length_q, length_k), (
+                f"causal_mask({length_q}, {length_k}) should be an empty array of shape {(length_q, length_k)}, "
+                f"got {got!r}")
 
     def test_padding_mask(self):
         """padding_mask([3, 1, 4], 4) is (3, 1, 1, 4): True at the first 3, 1 and 4 positions of each sequence."""
@@ -137,6 +152,13 @@ class TestMasks:
         raises_naming(lambda: padding_mask([2, 5], 4), ValueError, ["5"], "padding_mask([2, 5], 4)")
         raises_naming(lambda: padding_mask([-1, 2], 4), ValueError, ["-1"], "padding_mask([-1, 2], 4)")
         raises_naming(lambda: padding_mask([2.5, 2], 4), ValueError, ["2.5"], "padding_mask([2.5, 2], 4)")
+
+    def test_padding_mask_wants_one_length_per_sequence(self):
+        """padding_mask(3, 4), a single number instead of a list of lengths, is a ValueError naming it.
+
+        Hint: check lengths.ndim == 1 along with the values: a bare number has no sequence axis to index.
+        """
+        raises_naming(lambda: padding_mask(3, 4), ValueError, ["3"], "padding_mask(3, 4) (a number, not a list)")
 
     def test_nothing_to_mask_is_none(self):
         """attention_mask(None, False, shape) is None: no mask at all costs nothing."""
@@ -168,6 +190,14 @@ class TestMasks:
         raises_naming(lambda: attention_mask(np.ones((2, 3)), False, (2, 3)), TypeError, ["float64"],
                       "attention_mask with a float64 mask")
 
+    def test_an_integer_mask_is_refused(self):
+        """An integer mask of 0s and 1s is a TypeError naming its dtype too: only booleans are masks.
+
+        Hint: test `dtype != np.bool_`, not `dtype is float`: an int 0/1 mask is just as ambiguous.
+        """
+        mask = np.ones((2, 3), dtype=np.int64)
+        raises_naming(lambda: attention_mask(mask, False, (2, 3)), TypeError, ["int64"], "attention_mask with an int64 mask")
+
     def test_a_mask_that_does_not_fit(self):
         """A (3, 5) mask for (2, 3, 4) scores, or a (2, 2, 3, 4) mask that would grow them, is a ValueError naming both shapes."""
         raises_naming(lambda: attention_mask(np.ones((3, 5), dtype=bool), False, (2, 3, 4)), ValueError,
@@ -196,6 +226,27 @@ class TestMaskedSoftmax:
         with no_overflow("masked_softmax([[1e4, 0, -1e4]])"):
             got = masked_softmax(np.array([[1e4, 0.0, -1e4]]))
         assert_close(got, [[1.0, 0.0, 0.0]], "masked_softmax([[1e4, 0, -1e4]])")
+
+    def test_each_row_is_shifted_by_its_own_maximum(self):
+        """Rows [1000, 999] and [-1000, -1001] both give weights [0.731, 0.269]: each row is shifted by ITS maximum.
+
+        Hint: max(axis=-1, keepdims=True), one maximum per row. Shifting every row by the maximum of the whole
+        array sends the row far below it to exp(-2000) = 0, and its weights to zeros.
+        """
+        with no_overflow("masked_softmax([[1000, 999], [-1000, -1001]])"):
+            got = masked_softmax(np.array([[1000.0, 999.0], [-1000.0, -1001.0]]))
+        expected = 1 / (1 + math.exp(-1))
+        assert_close(got, [[expected, 1 - expected]] * 2, "masked_softmax of rows [1000, 999] and [-1000, -1001]")
+
+    def test_no_keys_at_all(self):
+        """Scores of shape (2, 0), queries over zero keys, give an empty (2, 0) array of weights, no error.
+
+        Hint: the maximum of an empty axis needs a starting value: max(..., initial=-np.inf), then treat that
+        row like a fully masked one.
+        """
+        with no_overflow("masked_softmax of (2, 0) scores"):
+            got = masked_softmax(np.zeros((2, 0)))
+        assert isinstance(got, np.ndarray) and got.shape == (2, 0), f"masked_softmax of (2, 0) scores: got {got!r}"
 
     def test_masked_keys_get_exactly_zero(self):
         """Where allowed is False the weight is exactly 0, and the allowed keys share the whole weight 1.
@@ -542,6 +593,13 @@ class TestHeads:
         raises_naming(lambda: merge_heads(Tensor(np.zeros((2, 4, 10)))), ValueError, ["(2, 4, 10)"],
                       "merge_heads of a 3-D input")
 
+    def test_zero_heads(self):
+        """split_heads(x, 0) is a ValueError naming heads 0, not a ZeroDivisionError.
+
+        Hint: check heads >= 1 before using it in dim % heads.
+        """
+        raises_naming(lambda: split_heads(Tensor(np.zeros((2, 3, 8))), 0), ValueError, ["0"], "split_heads(x, 0)")
+
 
 # -- multi_head ------------------------------------------------------------------------------------------
 
@@ -585,6 +643,15 @@ class TestMultiHead:
         plain = MultiHeadAttention(8, 2, bias=False)
         assert [n for n, _ in plain.named_parameters()] == ["qkv_proj.weight", "out_proj.weight"], (
             "bias=False: no biases")
+
+    def test_the_same_seed_gives_the_same_weights(self):
+        """Two MultiHeadAttention(8, 2, rng=default_rng(5)) have equal parameters: both Linears draw from rng.
+
+        Hint: pass rng on to BOTH Linear layers; one left without it draws from the global np.random.
+        """
+        first, second = (MultiHeadAttention(8, 2, rng=np.random.default_rng(5)) for _ in range(2))
+        for (name, a), (_, b) in zip(first.named_parameters(), second.named_parameters()):
+            assert np.array_equal(a.data, b.data), f"{name} differs between two models built with the same rng seed"
 
     def test_heads_must_divide_dim(self):
         """MultiHeadAttention(10, 3) and MultiHeadAttention(8, 0) are ValueErrors naming dim and heads."""

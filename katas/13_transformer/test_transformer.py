@@ -114,6 +114,15 @@ def in_float64(module, seed: int):
     return module
 
 
+def assert_same_parameters(build, what: str):
+    """build(rng) twice with generators of the same seed: every parameter equal, name by name."""
+    first, second = build(np.random.default_rng(7)), build(np.random.default_rng(7))
+    for (name, a), (_, b) in zip(first.named_parameters(), second.named_parameters()):
+        assert np.array_equal(a.data, b.data), (
+            f"{what}: {name} differs between two builds with the same rng seed. Pass rng on to every layer that "
+            "draws its initial weights; one left without it draws from numpy's global generator")
+
+
 def tiny_config(**changes) -> GPTConfig:
     fields = dict(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=8)
     fields.update(changes)
@@ -224,6 +233,14 @@ class TestLayerNorm:
         raises_naming(lambda: layer_norm(x, tensor(np.ones(4)), tensor(np.zeros((1, 4)))), ValueError, ["(1, 4)"],
                       "layer_norm with a (1, 4) bias for x (2, 4)")
 
+    def test_a_scalar_is_refused(self):
+        """layer_norm of a 0-d x (a single number, no axis to normalise over) is a ValueError naming its shape ().
+
+        Hint: check x.ndim before reading x.shape[-1]: a scalar has no last axis.
+        """
+        raises_naming(lambda: layer_norm(tensor(3.0), tensor([1.0]), tensor([0.0])), ValueError, ["()"],
+                      "layer_norm of a 0-d x")
+
     def test_the_module(self):
         """LayerNorm(6): float32 Parameters weight (ones) and bias (zeros), in that order; it calls layer_norm with its eps."""
         norm = LayerNorm(6)
@@ -245,6 +262,22 @@ class TestLayerNorm:
 
 @pytest.mark.checkpoint("layer_norm_gradient")
 class TestLayerNormGradient:
+    def test_the_rule_returns_gradients_shaped_like_its_inputs(self):
+        """The rule, on x (2, 3, 4), returns (grad_x (2, 3, 4), grad_weight (4,), grad_bias (4,)) and leaves grad alone.
+
+        Hint: weight and bias serve every row, so their gradients sum over ALL leading axes (reshape to (-1, C) and
+        sum axis 0); grad.sum(axis=0) is only right for 2-D x.
+        """
+        x, weight, bias = (tensor(random_array(s, seed), requires_grad=True) for s, seed in (((2, 3, 4), 17), (4, 18), (4, 19)))
+        out = layer_norm(x, weight, bias)
+        grad = random_array((2, 3, 4), 20)
+        before = grad.copy()
+        grads = BACKWARD_RULES["layer_norm"](out, grad)
+        assert isinstance(grads, tuple) and len(grads) == 3, "the rule should return a tuple of three gradients"
+        for name, got, shape in zip(("x", "weight", "bias"), grads, [(2, 3, 4), (4,), (4,)]):
+            assert_shape(got, shape, f"the rule's gradient of {name}")
+        assert_close(grad, before, "the upstream gradient after the rule", rtol=0, atol=0)
+
     def test_gradcheck_of_x_weight_and_bias(self):
         """Gradients of x (2, 3, 5), weight and bias match float64 central differences (seeded upstream gradient)."""
         gradcheck(lambda x, w, b: layer_norm(x, w, b), random_array((2, 3, 5), 20, scale=2.0), random_array(5, 21),
@@ -306,6 +339,10 @@ class TestMLP:
         narrow = MLP(8, hidden=5)
         assert_shape(narrow.fc.weight, (8, 5), "MLP(8, hidden=5).fc.weight")
         assert_shape(narrow.proj.weight, (5, 8), "MLP(8, hidden=5).proj.weight")
+
+    def test_the_same_seed_gives_the_same_weights(self):
+        """Two MLP(4) built with generators of the same seed have equal weights: both Linears draw from rng."""
+        assert_same_parameters(lambda rng: MLP(4, rng=rng), "MLP(4)")
 
     def test_values(self):
         """MLP(x) = gelu(x W1 + b1) W2 + b2 for x (2, 3, 4).
@@ -374,6 +411,10 @@ class TestBlock:
         assert block.attn.heads == 2 and block.mlp.hidden == 32, "Block(8, 2): 2 heads, an MLP 4 x 8 wide"
         prefixes = [name.split(".")[0] for name, _ in block.named_parameters()]
         assert list(dict.fromkeys(prefixes)) == ["ln1", "attn", "ln2", "mlp"], f"parameter order: {prefixes}"
+
+    def test_the_same_seed_gives_the_same_weights(self):
+        """Two Block(8, 2) built with generators of the same seed have equal weights: attn and mlp both get rng."""
+        assert_same_parameters(lambda rng: Block(8, 2, rng=rng), "Block(8, 2)")
 
     def test_branches_that_output_zero_leave_x_unchanged(self):
         """With the attention's and the MLP's output projections at zero, Block(x) is exactly x.
@@ -484,6 +525,22 @@ class TestGPT:
                       "GPTConfig(n_head=3, n_embd=16)")
         raises_naming(lambda: GPTConfig(vocab_size=10, block_size=8, positions="rotary"), ValueError, ["rotary"],
                       "GPTConfig(positions='rotary')")
+
+    def test_config_sizes_are_integers_not_booleans(self):
+        """A size of True or 10.0 is a ValueError naming it; numpy integers (say, a tokenizer's vocabulary size) are fine.
+
+        Hint: bool is a subclass of int in Python, so refuse it explicitly; accept (int, np.integer).
+        """
+        raises_naming(lambda: GPTConfig(vocab_size=10, block_size=8, n_layer=True), ValueError, ["n_layer", "True"],
+                      "GPTConfig(n_layer=True)")
+        raises_naming(lambda: GPTConfig(vocab_size=10.0, block_size=8), ValueError, ["vocab_size", "10.0"],
+                      "GPTConfig(vocab_size=10.0)")
+        config = GPTConfig(vocab_size=np.int64(10), block_size=np.int64(8))
+        assert config.num_parameters() == formula(10, 8, 2, 64), "GPTConfig with numpy integer sizes"
+
+    def test_the_same_seed_gives_the_same_model(self):
+        """Two GPTs built from one config with generators of the same seed have equal parameters."""
+        assert_same_parameters(lambda rng: GPT(tiny_config(), rng=rng), "GPT(tiny_config())")
 
     def test_parts(self):
         """GPT: embed (tokens and positions), blocks (a Sequential of n_layer Blocks), ln_f, lm_head = Linear(C, V, bias=False)."""
@@ -704,6 +761,19 @@ class TestSampling:
         raises_naming(lambda: next_token_probs(logits, temperature=0.0), ValueError, ["greedy"],
                       "next_token_probs with temperature 0")
 
+    def test_more_arguments_are_checked(self):
+        """A nan temperature and top_k=True are ValueErrors, also for greedy decoding; a numpy integer top_k is fine.
+
+        Hint: `not temperature >= 0` refuses nan (every comparison with nan is False); bool is an int, so refuse it
+        by name; accept (int, np.integer). Check the arguments before the greedy shortcut.
+        """
+        logits = np.array([[0.0, 1.0, 3.0, 2.0]])
+        raises_naming(lambda: next_token_probs(logits, temperature=float("nan")), ValueError, ["nan"], "temperature nan")
+        raises_naming(lambda: next_token_probs(logits, top_k=True), ValueError, ["True"], "top_k=True")
+        raises_naming(lambda: sample_next(logits, temperature=0, top_k=0), ValueError, ["0"],
+                      "sample_next(temperature=0, top_k=0)")
+        assert_close(next_token_probs(logits, top_k=np.int64(1)), [[0.0, 0.0, 1.0, 0.0]], "top_k=np.int64(1)")
+
     def test_greedy_takes_the_argmax_and_draws_nothing(self):
         """temperature=0: the argmax of each row (ties: the lowest id), int64, without touching the generator.
 
@@ -815,6 +885,22 @@ class TestGenerate:
         assert np.array_equal(first, model.generate([[1, 2]], 12, temperature=1.5, seed=137)), "seed 137 twice differs"
         assert not np.array_equal(first, model.generate([[1, 2]], 12, temperature=1.5, seed=138)), (
             "seeds 137 and 138 gave the same 12 tokens")
+
+    def test_one_generator_for_the_whole_run(self):
+        """With uniform logits, 20 sampled tokens are not all the same: each step draws a new number from ONE generator.
+
+        Hint: make rng = np.random.default_rng(seed) once, before the loop, and pass it to sample_next. A generator
+        made from the seed at every step gives every step the same first draw.
+        """
+        model = GPT(tiny_config(), rng=np.random.default_rng(146))
+        model.lm_head.weight.data[...] = 0  # every logit 0: the next token is uniform over the 7 ids
+        new = model.generate([[1]], 20, seed=147)[0, 1:]
+        assert len(set(new.tolist())) > 1, f"20 tokens sampled from a uniform distribution are all {new[0]}"
+
+    def test_sampling_arguments_are_checked_before_any_step(self):
+        """generate(prompt, 0, top_k=0) is a ValueError too: the arguments are checked before the loop."""
+        model = GPT(tiny_config(), rng=np.random.default_rng(148))
+        raises_naming(lambda: model.generate([1], 0, top_k=0), ValueError, ["top_k"], "generate([1], 0, top_k=0)")
 
     def test_every_token_is_in_the_top_k_of_its_own_context(self):
         """Sampling with top_k=2: each new token is one of the 2 best after everything before it."""

@@ -229,6 +229,18 @@ class TestAppend:
             raises_naming(lambda: cache.append(k, v), ValueError, [shape], f"append of {what}")
         assert cache.length == 0, f"refused appends stored nothing, yet length is {cache.length}"
 
+    def test_k_and_v_must_fit_the_cache_not_only_each_other(self):
+        """k and v of the same shape but of head_dim 1, of 1 head, or of batch 1, for a (2, 3, 8, 4) cache: ValueError naming it.
+
+        Hint: compare both shapes with (batch, heads, T_new, head_dim) of the CACHE. Numpy would broadcast a k of head_dim
+        1 (or of 1 head, or of batch 1) into every slot without a word.
+        """
+        cache = KVCache(2, 3, 8, 4)
+        for shape, what in (((2, 3, 2, 1), "head_dim 1"), ((2, 1, 2, 4), "1 head"), ((1, 3, 2, 4), "batch 1")):
+            k = np.ones(shape, dtype=np.float32)
+            raises_naming(lambda: cache.append(k, k), ValueError, [str(shape)], f"append of k and v with {what}")
+        assert cache.length == 0, f"refused appends stored nothing, yet length is {cache.length}"
+
     def test_a_full_cache_refuses_more_and_names_max_len(self):
         """max_len=5: 3 + 2 tokens fill it exactly; one more is a ValueError naming max_len=5, and changes nothing."""
         cache = KVCache(1, 2, 5, 3, dtype=np.float64)
@@ -484,6 +496,15 @@ class TestCachedForward:
         forward_with_cache(model, ids[:, 3:4], cache)
         assert_close(model(ids), before, "model(ids) after decoding with a cache", rtol=0, atol=0)
 
+    def test_a_cache_with_more_layers_than_the_model_is_refused(self):
+        """A cache of 4 layers for a 3-block model is a ValueError naming 4 and n_layer=3, as one of 2 layers is.
+
+        Hint: compare len(cache) with n_layer for equality: a cache with spare layers was made for another model.
+        """
+        model = float64_gpt(84, n_layer=3)
+        raises_naming(lambda: forward_with_cache(model, [[1], [2]], ModelCache(4, 2, 2, 6, 4, dtype=np.float64)),
+                      ValueError, ["4", "n_layer=3"], "a 4-layer cache for a 3-layer model")
+
     def test_refusals_leave_the_cache_as_it_was(self):
         """1-D ids, a cache of 2 layers for 3 blocks, a cache of another batch, or no room: ValueError, cache unchanged."""
         model = float64_gpt(79, n_layer=3)
@@ -612,6 +633,38 @@ class TestGenerate:
         assert appended.calls == 0, f"use_cache=False still appended to a KVCache {appended.calls} times"
         raises_naming(lambda: generate(model, prompt, 6, temperature=0.9, seed=108), ValueError, ["block_size=12"],
                       "the same request with the cache (10 + 6 tokens for block_size 12)")
+
+    def test_top_k_reaches_the_sampler_with_and_without_the_cache(self):
+        """top_k=1 at temperature 5 is greedy decoding, with the cache and with use_cache=False.
+
+        Hint: pass top_k on everywhere: to sample_next in the cached loop and to model.generate when use_cache=False.
+        Without it, temperature 5 samples almost uniformly.
+        """
+        model = float64_gpt(110)
+        prompt = random_ids((2, 2), 111)
+        expected = model.generate(prompt, 8, temperature=0)
+        for use_cache in (True, False):
+            got = generate(model, prompt, 8, temperature=5.0, top_k=1, seed=112, use_cache=use_cache)
+            assert np.array_equal(got, expected), (
+                f"use_cache={use_cache}, top_k=1: {got.tolist()}; greedy decoding gives {expected.tolist()}")
+
+    def test_the_cache_it_makes_holds_exactly_the_tokens_needed(self, monkeypatch):
+        """A 3-token prompt and 4 new tokens: generate makes KVCaches of max_len 6 (3 + 4 - 1), one per layer, not block_size.
+
+        Hint: ModelCache.for_model(model, batch, max_len=prompt + new - 1): the memory is 2 L B H max_len d numbers,
+        so a cache of the whole block_size costs more than the request needs.
+        """
+        made = []
+        init = KVCache.__init__
+
+        def recording(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            made.append(self.max_len)
+
+        monkeypatch.setattr(KVCache, "__init__", recording)
+        model = float64_gpt(113)
+        generate(model, random_ids((2, 3), 114), 4, temperature=0)
+        assert made == [6, 6], f"generate made KVCaches of max_len {made}; expected [6, 6] (2 layers of 3 + 4 - 1 tokens)"
 
     def test_bad_arguments_are_refused_before_running(self):
         """An empty or 3-D prompt, max_new_tokens -1, temperature -1 or top_k 0: ValueError naming the value."""
