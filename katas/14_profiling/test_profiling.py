@@ -688,6 +688,19 @@ class TestProfile:
             f"{rows['(model)'].total_seconds}"
         assert rows["(model)"].seconds == 0, f"the model's self time: expected 0 (clamped), got {rows['(model)'].seconds}"
 
+    def test_a_layer_called_twice_in_a_row_is_not_its_own_child(self):
+        """Sequential(tick, tick) with one Tick of 3 s: two rows of 3 s each and the Sequential's 0 s; the second call does not claim the first.
+
+        Hint: a call's children are the calls of the modules INSIDE it, itself excluded: the previous call of the
+        same module finished before this one started, so it is a sibling, not a child.
+        """
+        clock = FakeClock()
+        tick = Tick(clock, 3)
+        profile = profile_model(Sequential(tick, tick), np.ones((2, 2)), warmup=0, repeats=1, clock=clock)
+        got = sorted((layer.name, layer.seconds) for layer in profile.layers)
+        assert got == [("(model)", 0), ("0", 3), ("0", 3)], \
+            f"(name, self seconds) of each call: expected [('(model)', 0), ('0', 3), ('0', 3)], got {got}"
+
     def test_each_calls_type_shape_flops_and_bytes(self):
         """The Linear(4, 4) on (5, 4): 2*5*4*4 FLOPs, 80 parameter bytes, 80 output bytes; a container: its own, 0."""
         clock = FakeClock()

@@ -802,7 +802,7 @@ class TestQuantizedLinear:
         assert np.array_equal(x, before), "QuantizedLinear changed its input"
 
     def test_an_int8_weight_per_output_channel(self):
-        """QuantizedLinear(Linear(16, 8)) keeps weight = a Quantized of int8 (16, 8), symmetric, one scale per output (axis 1).
+        """QuantizedLinear(Linear(16, 8)) keeps weight = a Quantized of int8 (16, 8), symmetric, one scale per output (axis 1); the input's scale float32, zero point int32.
 
         Hint: the weight is stored (in_features, out_features): its output channels are the COLUMNS, axis 1.
         """
@@ -817,6 +817,12 @@ class TestQuantizedLinear:
             f"scale shape {np.shape(q.scale)}")
         assert_close(q.scale, np.abs(layer.weight.data).max(axis=0) / 127, "weight scale = max|column| / 127", rtol=1e-6)
         assert np.all(np.asarray(q.zero_point) == 0), f"a symmetric weight has zero points 0, got {q.zero_point}"
+        given = QuantizedLinear(layer, 0.05, 3)  # plain Python numbers
+        for what, value, dtype in (("input_scale", given.input_scale, np.float32),
+                                   ("input_zero_point", given.input_zero_point, np.int32)):
+            assert isinstance(value, np.ndarray) and value.dtype == dtype and value.shape == (), (
+                f"QuantizedLinear(layer, 0.05, 3).{what} should be a 0-d {np.dtype(dtype)} array, got "
+                f"{type(value).__name__} {getattr(value, 'dtype', '')} {np.shape(value)}")
 
     def test_per_tensor_option(self):
         """per_channel=False: the weight has one scale, max|W| / 127."""
@@ -937,10 +943,12 @@ class TestQuantizedLinear:
         assert_close(quantized(x[0, 0]), flat[0], "QuantizedLinear of one sample (16,)")
 
     def test_the_wrong_width_is_refused(self):
-        """An input (3, 15) for in_features 16 is a ValueError naming 16 and the shape."""
+        """An input (3, 15), or a 0-d one, for in_features 16 is a ValueError naming 16 and the shape."""
         quantized = calibrated(float_linear(16, 8, 73), random_array((4, 16), 74))
         raises_naming(lambda: quantized(np.zeros((3, 15), dtype=np.float32)), ValueError, ["16", "(3, 15)"],
                       "QuantizedLinear(16, 8) of (3, 15)")
+        raises_naming(lambda: quantized(Tensor(np.float32(1.0))), ValueError, ["16", "()"],
+                      "QuantizedLinear(16, 8) of a 0-d input (it has no last dimension)")
 
     def test_four_bits(self):
         """bits=4: weight levels in [-7, 7], inputs (3x beyond the calibrated range) clipped to 4-bit levels [-8, 7], a larger error than 8 bits."""
@@ -1085,6 +1093,18 @@ def digits():
     return model, calibration, x_test, y_test, float_accuracy
 
 
+class GraphProbe(Module):
+    """Passes its input on, noting for each call whether that input records a graph (requires_grad)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(bool(x.requires_grad))
+        return x
+
+
 class Encoder(Module):
     """A nested model: a Sequential inside, a head, and one Linear used twice."""
 
@@ -1142,6 +1162,19 @@ class TestQuantizeModel:
         scale, _ = choose_qparams(hidden.min(), hidden.max())
         assert_close(quantized[3].input_scale, scale, "the last layer's input scale, calibrated without dropout",
                      rtol=1e-5)
+
+    def test_calibration_records_no_graph(self):
+        """During calibration the activations carry no autograd graph: the output of a Linear reaches the next module with requires_grad False.
+
+        Hint: calibration only looks at activations. Run the batches under `with no_grad():`, or every batch
+        builds a graph (and keeps its arrays alive) that nothing will ever run backward through.
+        """
+        rng = np.random.default_rng(85)
+        model = Sequential(Linear(8, 16, rng=rng), GraphProbe(), ReLU(), Linear(16, 4, rng=rng))
+        quantized = quantize_model(model, [random_array((4, 8), 86), random_array((4, 8), 87)])
+        probe = quantized[1]
+        assert probe.seen == [False, False], (
+            f"the Linear's outputs during calibration had requires_grad {probe.seen}; expected [False, False] (no graph)")
 
     def test_each_layer_is_calibrated_on_all_batches(self, digits):
         """Layer 0's input range is that of every calibration batch; layer 2's that of the hidden ReLU outputs of every batch.
