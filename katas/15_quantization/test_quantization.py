@@ -747,6 +747,21 @@ class TestIntegerMatmul:
         assert_shape(got, (2, 4, 6), "integer_matmul((4, 7), (2, 7, 6))")
         assert np.array_equal(got, exact_matmul(filters, columns)), "integer_matmul((4, 7), (2, 7, 6)) is not exact"
 
+    def test_empty_operands(self):
+        """(2, 0) @ (0, 3) is a (2, 3) int32 array of zeros (a sum of no products), and (0, 4) @ (4, 3) is (0, 3).
+
+        Hint: the overflow bound takes the largest |a| and |b|; an empty array has no largest element, so give
+        max an initial value: np.abs(a).max(initial=0).
+        """
+        for a_shape, b_shape, expected in (((2, 0), (0, 3), (2, 3)), ((0, 4), (4, 3), (0, 3))):
+            a, b = np.zeros(a_shape, dtype=np.int8), np.ones(b_shape, dtype=np.int8)
+            got = integer_matmul(a, b)
+            assert isinstance(got, np.ndarray) and got.dtype == np.int32, (
+                f"integer_matmul({a_shape} @ {b_shape}) should be an int32 array, got {type(got).__name__} "
+                f"{getattr(got, 'dtype', '')}")
+            assert_shape(got, expected, f"integer_matmul({a_shape} @ {b_shape})")
+            assert not got.any(), f"integer_matmul({a_shape} @ {b_shape}): a sum of no products is 0, got {got}"
+
     def test_float_arrays_are_refused(self):
         """integer_matmul of a float32 array is a TypeError naming float32: this op is for integers only."""
         raises_naming(lambda: integer_matmul(int8_array((2, 3), 49), np.ones((3, 2), dtype=np.float32)), TypeError,
