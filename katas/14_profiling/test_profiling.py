@@ -296,6 +296,19 @@ class TestCountFlops:
         expected = 2 * per_block + 2 * batch * length * width * vocab
         assert_count(count_flops(model, (batch, length), dtype=np.int64), expected, "count_flops of the GPT")
 
+    def test_the_probe_input_has_the_dtype_asked_for(self):
+        """count_flops runs the model on zeros of input_shape in `dtype`: float32 by default, float64 or int64 when asked."""
+        layer = Linear(3, 2, rng=np.random.default_rng(25))
+        seen = []
+        layer.register_forward_hook(lambda module, inputs, output: seen.append(np.asarray(getattr(inputs[0], "data", inputs[0])).dtype))
+        for dtype in (None, np.float64, np.int64):
+            seen.clear()
+            count_flops(layer, (2, 3)) if dtype is None else count_flops(layer, (2, 3), dtype=dtype)
+            expected = np.dtype(np.float32 if dtype is None else dtype)
+            assert seen == [expected], \
+                f"count_flops(..., dtype={getattr(dtype, '__name__', dtype)}): the model should see a {expected} input, " \
+                f"saw {seen}: build the probe with np.zeros(input_shape, dtype=dtype)"
+
     def test_a_layer_called_twice_counts_twice_and_is_hooked_once(self):
         """Sequential(layer, ReLU(), layer): the Linear(6, 6) runs twice, 2 * 2 * 4 * 6 * 6 FLOPs, not four times.
 
@@ -307,7 +320,7 @@ class TestCountFlops:
                      "count_flops of one Linear(6, 6) run twice on (4, 6)")
 
     def test_an_unknown_module_is_an_error_naming_every_one(self):
-        """Residual and Scale have no rule: a TypeError naming both modules and classes, not a count that skips them.
+        """Residual and Scale have no rule: a TypeError naming both modules and classes (each once), not a count that skips them.
 
         Hint: a module with no rule may compute anything; counting it as 0 gives a number that looks right
         and is not. Collect every unknown call, then raise once naming them all.
@@ -319,6 +332,12 @@ class TestCountFlops:
         message = str(error.value)
         assert "Residual" in message and "Scale" in message and "1" in message and "2" in message, \
             f"the message should name both unknown modules (1, Residual; 2, Scale); it was: {message}"
+        scale = Scale(4)
+        with pytest.raises(TypeError) as error:
+            count_flops(Sequential(scale, scale), (2, 4))
+        message = str(error.value)
+        assert message.count("Scale") == 1, \
+            f"one Scale called twice should be named once, not once per call; the message was: {message}"
 
     def test_rules_teach_it_new_modules(self):
         """rules={Residual: 0-rule, Scale: 1 FLOP per value} adds to the known rules: Linears + 2 * 4 Scale FLOPs."""
@@ -444,6 +463,7 @@ class TestMemory:
         memory = training_memory(layer, np.ones((4, 5)), "adam")
         assert_count(memory.parameters, 18 * 8, "parameters of a float64 Linear(5, 3)")
         assert_count(memory.optimizer_state, 2 * 18 * 8, "Adam's state of a float64 Linear(5, 3)")
+        assert_count(memory.gradients, 18 * 8, "gradients of a float64 Linear(5, 3) (a gradient has its parameter's dtype)")
         assert layer.weight.grad is None and layer.training, \
             "training_memory only runs a forward pass: no gradient, no change of mode"
 
@@ -528,6 +548,8 @@ class TestLatency:
         assert isinstance(latency, Latency), f"measure_latency should return a Latency, got {latency!r}"
         assert fn.calls == 7, f"2 warm-up calls and 5 timed calls: fn was called {fn.calls} times"
         assert tuple(latency.samples) == (3, 1, 4, 1, 5), f"samples: expected (3, 1, 4, 1, 5), got {latency.samples}"
+        assert isinstance(latency.samples, tuple), \
+            f"Latency.samples should be a tuple (a measurement does not change), got {type(latency.samples).__name__}"
         assert latency.median == 3 and latency.best == 1, f"median {latency.median} (expected 3), best {latency.best}"
 
     def test_no_warm_up(self):
@@ -555,9 +577,11 @@ class TestLatency:
         assert got == expected, f"percentile({p}) of 1..20: expected {expected}, got {got}"
 
     def test_bad_arguments_are_errors_naming_them(self):
-        """warmup=-1, repeats=0 or 2.5, and a percentile of 101 or -1 are ValueErrors naming what was wrong."""
+        """warmup=-1 or 2.5, repeats=0 or 2.5, and a percentile of 101 or -1 are ValueErrors naming what was wrong."""
         with pytest.raises(ValueError, match="warmup"):
             measure_latency(lambda: None, warmup=-1, repeats=3)
+        with pytest.raises(ValueError, match="warmup"):
+            measure_latency(lambda: None, warmup=2.5, repeats=3)
         with pytest.raises(ValueError, match="repeats"):
             measure_latency(lambda: None, warmup=1, repeats=0)
         with pytest.raises(ValueError, match="repeats"):
@@ -648,6 +672,35 @@ class TestProfile:
             f"median of (1, 1, 10) s: expected 1 for the layer and the model, got {jumpy.seconds} " \
             f"and {profile.total_seconds}"
 
+    def test_a_self_time_is_never_negative(self):
+        """Noise can make the children's times exceed the parent's: a layer timed at 10 s inside a model timed at 1 s gives the model a self time of 0, not -9.
+
+        Hint: the times are medians of separate runs, so children may add up to more than their parent:
+        clamp the self time with max(total - children, 0).
+        """
+        clock = FakeClock()
+        jumpy = Jumpy(clock)
+        jumpy.calls = 1  # the recording pass takes 1 s, the layer's timed call 10 s, the model's timed call 1 s
+        profile = profile_model(Sequential(jumpy), np.ones((2, 2)), warmup=0, repeats=1, clock=clock)
+        rows = {layer.name: layer for layer in profile.layers}
+        assert rows["0"].total_seconds == 10 and rows["(model)"].total_seconds == 1, \
+            f"the test's premise: totals 10 s (layer) and 1 s (model), got {rows['0'].total_seconds} and " \
+            f"{rows['(model)'].total_seconds}"
+        assert rows["(model)"].seconds == 0, f"the model's self time: expected 0 (clamped), got {rows['(model)'].seconds}"
+
+    def test_a_layer_called_twice_in_a_row_is_not_its_own_child(self):
+        """Sequential(tick, tick) with one Tick of 3 s: two rows of 3 s each and the Sequential's 0 s; the second call does not claim the first.
+
+        Hint: a call's children are the calls of the modules INSIDE it, itself excluded: the previous call of the
+        same module finished before this one started, so it is a sibling, not a child.
+        """
+        clock = FakeClock()
+        tick = Tick(clock, 3)
+        profile = profile_model(Sequential(tick, tick), np.ones((2, 2)), warmup=0, repeats=1, clock=clock)
+        got = sorted((layer.name, layer.seconds) for layer in profile.layers)
+        assert got == [("(model)", 0), ("0", 3), ("0", 3)], \
+            f"(name, self seconds) of each call: expected [('(model)', 0), ('0', 3), ('0', 3)], got {got}"
+
     def test_each_calls_type_shape_flops_and_bytes(self):
         """The Linear(4, 4) on (5, 4): 2*5*4*4 FLOPs, 80 parameter bytes, 80 output bytes; a container: its own, 0."""
         clock = FakeClock()
@@ -712,7 +765,7 @@ class TestProfile:
 
     def test_the_table(self):
         """format_profile: a header, the calls in order with FLOPs and bytes as 1,234 ('?' for unknown), self and total
-        ms and the share of the total, then '(total)'; str(profile) is the same table."""
+        ms and the share of the total ('-' when the total is 0), then '(total)'; numbers right-aligned; str(profile) is the same table."""
         clock = FakeClock()
         profile = profile_model(ticking_model(clock), np.ones((500, 4), dtype=np.float32), warmup=0, repeats=1,
                                 clock=clock)
@@ -732,6 +785,18 @@ class TestProfile:
             f"the Wrapper: 2 s of its own (15.4%) in 13 s: {lines[3]!r}"
         assert lines[8].startswith("(total)") and "13000.000" in lines[8] and "100.0" in lines[8] \
             and "?" in lines[8], f"the total line, FLOPs unknown: {lines[8]!r}"
+        flops_end = lines[0].index("FLOPs") + len("FLOPs")
+        assert lines[5].index("16,000") + len("16,000") == flops_end and lines[1].index("?") + 1 == flops_end, \
+            f"numbers are right-aligned under their header, so digits line up: the FLOPs column ends at {flops_end} " \
+            f"in the header\n{lines[0]}\n{lines[1]}\n{lines[5]}"
+        quiet = profile_model(Linear(2, 2, rng=np.random.default_rng(37)), np.ones((1, 2), dtype=np.float32), warmup=0,
+                              repeats=1, clock=FakeClock())  # a clock that never moves: the total is 0 s
+        assert quiet.total_seconds == 0, f"the test's premise: a total of 0 s, got {quiet.total_seconds}"
+        try:
+            format_profile(quiet)
+        except ZeroDivisionError:
+            raise AssertionError("format_profile of a profile whose total is 0 s divided by it: show the share as '-'") \
+                from None
 
 
 @pytest.mark.checkpoint("optimize")
@@ -751,6 +816,8 @@ class TestOptimize:
         assert math.isclose(arithmetic_intensity(*elementwise_cost(10**6)), 1 / 12), "intensity of an add"
         with pytest.raises(ValueError):
             arithmetic_intensity(10, 0)
+        with pytest.raises(ValueError, match="-4"):
+            arithmetic_intensity(10, -4)  # no op moves a negative number of bytes
         peak, bandwidth = 100e9, 20e9  # ridge point: 5 FLOPs a byte
         assert math.isclose(roofline(1 / 12, peak, bandwidth), 20e9 / 12), "an add is memory-bound: intensity x bandwidth"
         assert roofline(682.7, peak, bandwidth) == peak, "a big matmul is compute-bound: the peak"

@@ -222,6 +222,20 @@ class TestQparams:
         scale, _ = choose_qparams(-1.0, 3.0, bits=4, symmetric=True)
         assert_close(scale, np.float32(3 / 7), "choose_qparams(-1, 3, bits=4, symmetric=True): scale", rtol=1e-6)
 
+    def test_the_zero_point_comes_from_the_stored_scale(self):
+        """choose_qparams(-0.03, 0.07): zero point round(-128 + 0.03 / s) = -51 with s the float32 scale returned, not -52.
+
+        Hint: dequantize reads (q - zero_point) * scale with the float32 scale it stores. Computed from the float64
+        scale, -128 + 0.03 / scale is -51.50000000000001 and rounds to -52; from the stored float32 scale it is
+        -51.4999988 and rounds to -51. Store the scale as float32 first, then compute the zero point from it.
+        """
+        scale, zero_point = choose_qparams(-0.03, 0.07)
+        expected = int(np.round(-128 + 0.03 / np.float64(np.float32(scale))))
+        assert expected == -51  # the test's own premise: the float32 scale rounds the other way
+        assert int(zero_point) == expected, (
+            f"choose_qparams(-0.03, 0.07): zero point expected {expected} (from the stored float32 scale {scale!r}), "
+            f"got {zero_point}")
+
     def test_bad_ranges(self):
         """low > high (in the second channel), nan or inf are ValueErrors naming what was wrong."""
         raises_naming(lambda: choose_qparams(np.array([0.0, 2.0]), np.array([1.0, 1.0])), ValueError, ["low"],
@@ -381,10 +395,13 @@ class TestQuantize:
                     f"quantize({name}, axis={axis}) differs from quantize of its contiguous copy")
 
     def test_the_axis_is_checked(self):
-        """axis=3 or axis=-4 of a 3-D tensor is a ValueError naming the axis."""
+        """axis=3, axis=-4, axis=True or axis=1.0 of a 3-D tensor is a ValueError naming the axis."""
         x = np.zeros((2, 3, 4), dtype=np.float32)
         raises_naming(lambda: quantize(x, axis=3), ValueError, ["3"], "quantize(x (2, 3, 4), axis=3)")
         raises_naming(lambda: quantize(x, axis=-4), ValueError, ["-4"], "quantize(x (2, 3, 4), axis=-4)")
+        raises_naming(lambda: quantize(x, axis=True), ValueError, ["True"],
+                      "quantize(x (2, 3, 4), axis=True) (a bool is not an axis, though True == 1)")
+        raises_naming(lambda: quantize(x, axis=1.0), ValueError, ["1.0"], "quantize(x (2, 3, 4), axis=1.0)")
 
     def test_quantize_with_per_channel(self):
         """quantize_with(x (2, 3), scales [0.1, 1, 10], zero points [0, 5, -5], axis=1) follows the formula column by column."""
@@ -393,12 +410,14 @@ class TestQuantize:
         assert q.values.tolist() == [[3, 8, -9], [-2, -2, 95]], f"got {q.values.tolist()}"
 
     def test_quantize_with_checks_its_parameters(self):
-        """A scale of 0, -1 or nan, a zero point of 200 (not an int8 level), or 2 scales for 3 channels are ValueErrors naming them."""
+        """A scale of 0, -1, nan or inf, a zero point of 200 (not an int8 level), or 2 scales for 3 channels are ValueErrors naming them."""
         x = np.ones((2, 3), dtype=np.float32)
         raises_naming(lambda: quantize_with(x, 0.0, 0), ValueError, ["scale"], "quantize_with(x, scale=0)")
         raises_naming(lambda: quantize_with(x, -1.0, 0), ValueError, ["scale"], "quantize_with(x, scale=-1)")
         raises_naming(lambda: quantize_with(x, np.array([0.1, np.nan, 0.1]), np.zeros(3, dtype=np.int32), axis=1),
                       ValueError, ["scale"], "quantize_with(x, scales [0.1, nan, 0.1], axis=1)")
+        raises_naming(lambda: quantize_with(x, np.array([0.1, 0.1, np.inf]), np.zeros(3, dtype=np.int32), axis=1),
+                      ValueError, ["scale"], "quantize_with(x, scales [0.1, 0.1, inf], axis=1) (every level would be 0)")
         raises_naming(lambda: quantize_with(x, 0.1, 200), ValueError, ["200"], "quantize_with(x, 0.1, zero_point=200)")
         raises_naming(lambda: quantize_with(x, 0.1, -128, symmetric=True), ValueError, ["-128"],
                       "quantize_with(x, 0.1, zero_point=-128, symmetric=True)")
@@ -554,7 +573,7 @@ class TestObservers:
             f"after the caller overwrote its array, PercentileObserver's range became {percentile.range()}: keep a copy")
 
     def test_min_max_over_every_batch(self):
-        """MinMaxObserver over three batches: the range is (-3, 2), the min of the first and the max of the second, as Python floats.
+        """MinMaxObserver over three batches: the range is (-3, 2), the min of the first and the max of the second, as Python floats; count 95 values.
 
         Hint: each observe() widens the range it already has; it does not start again from the batch.
         """
@@ -565,6 +584,8 @@ class TestObservers:
         assert isinstance(low, float) and isinstance(high, float), (
             f"range() should give Python floats, got {type(low).__name__} and {type(high).__name__}")
         assert (low, high) == (-3.0, 2.0), f"MinMaxObserver over three batches: expected (-3.0, 2.0), got {(low, high)}"
+        assert observer.count == 95, (
+            f"MinMaxObserver.count after batches of 40, 40 and 15 values: expected 95 (values observed), got {observer.count}")
 
     def test_min_max_qparams(self):
         """MinMaxObserver.qparams(bits, symmetric) equals choose_qparams of its range."""
@@ -618,6 +639,8 @@ class TestObservers:
         observer.observe(values[7000:])
         low, high = observer.range()
         assert isinstance(low, float) and isinstance(high, float), "range() should give Python floats"
+        assert observer.count == 10_000, (
+            f"PercentileObserver.count after batches of 7000 and 3000 values: expected 10000, got {observer.count}")
         expected = (np.percentile(values, 1), np.percentile(values, 99))
         assert_close(np.array([low, high]), np.array(expected), "PercentileObserver(99) over 0..9999", rtol=1e-9)
 
@@ -724,6 +747,21 @@ class TestIntegerMatmul:
         assert_shape(got, (2, 4, 6), "integer_matmul((4, 7), (2, 7, 6))")
         assert np.array_equal(got, exact_matmul(filters, columns)), "integer_matmul((4, 7), (2, 7, 6)) is not exact"
 
+    def test_empty_operands(self):
+        """(2, 0) @ (0, 3) is a (2, 3) int32 array of zeros (a sum of no products), and (0, 4) @ (4, 3) is (0, 3).
+
+        Hint: the overflow bound takes the largest |a| and |b|; an empty array has no largest element, so give
+        max an initial value: np.abs(a).max(initial=0).
+        """
+        for a_shape, b_shape, expected in (((2, 0), (0, 3), (2, 3)), ((0, 4), (4, 3), (0, 3))):
+            a, b = np.zeros(a_shape, dtype=np.int8), np.ones(b_shape, dtype=np.int8)
+            got = integer_matmul(a, b)
+            assert isinstance(got, np.ndarray) and got.dtype == np.int32, (
+                f"integer_matmul({a_shape} @ {b_shape}) should be an int32 array, got {type(got).__name__} "
+                f"{getattr(got, 'dtype', '')}")
+            assert_shape(got, expected, f"integer_matmul({a_shape} @ {b_shape})")
+            assert not got.any(), f"integer_matmul({a_shape} @ {b_shape}): a sum of no products is 0, got {got}"
+
     def test_float_arrays_are_refused(self):
         """integer_matmul of a float32 array is a TypeError naming float32: this op is for integers only."""
         raises_naming(lambda: integer_matmul(int8_array((2, 3), 49), np.ones((3, 2), dtype=np.float32)), TypeError,
@@ -779,7 +817,7 @@ class TestQuantizedLinear:
         assert np.array_equal(x, before), "QuantizedLinear changed its input"
 
     def test_an_int8_weight_per_output_channel(self):
-        """QuantizedLinear(Linear(16, 8)) keeps weight = a Quantized of int8 (16, 8), symmetric, one scale per output (axis 1).
+        """QuantizedLinear(Linear(16, 8)) keeps weight = a Quantized of int8 (16, 8), symmetric, one scale per output (axis 1); the input's scale float32, zero point int32.
 
         Hint: the weight is stored (in_features, out_features): its output channels are the COLUMNS, axis 1.
         """
@@ -794,6 +832,12 @@ class TestQuantizedLinear:
             f"scale shape {np.shape(q.scale)}")
         assert_close(q.scale, np.abs(layer.weight.data).max(axis=0) / 127, "weight scale = max|column| / 127", rtol=1e-6)
         assert np.all(np.asarray(q.zero_point) == 0), f"a symmetric weight has zero points 0, got {q.zero_point}"
+        given = QuantizedLinear(layer, 0.05, 3)  # plain Python numbers
+        for what, value, dtype in (("input_scale", given.input_scale, np.float32),
+                                   ("input_zero_point", given.input_zero_point, np.int32)):
+            assert isinstance(value, np.ndarray) and value.dtype == dtype and value.shape == (), (
+                f"QuantizedLinear(layer, 0.05, 3).{what} should be a 0-d {np.dtype(dtype)} array, got "
+                f"{type(value).__name__} {getattr(value, 'dtype', '')} {np.shape(value)}")
 
     def test_per_tensor_option(self):
         """per_channel=False: the weight has one scale, max|W| / 127."""
@@ -819,6 +863,22 @@ class TestQuantizedLinear:
         assert ratio <= 0.27, (
             f"QuantizedLinear(256, 128) keeps {walked} bytes, {ratio:.3f}x the float layer's {float_bytes(layer)}; "
             "expected about 0.26x (int8 weight, per-channel scales and zero points, float32 bias)")
+
+    def test_the_bias_is_a_copy(self):
+        """Training the float Linear on after quantizing (its bias updated in place) leaves the QuantizedLinear's bias and outputs as they were.
+
+        Hint: `self.bias = layer.bias.data` keeps the float layer's own array: the next optimizer step on the float
+        model changes the quantized one too. Keep a float32 copy, np.array(layer.bias.data, dtype=np.float32).
+        """
+        layer = float_linear(6, 4, 77)
+        x = random_array((3, 6), 78)
+        quantized = calibrated(layer, x)
+        bias, before = np.array(quantized.bias, copy=True), quantized(x).data.copy()
+        layer.bias.data -= 0.5  # an SGD step on the float model, in place
+        assert np.array_equal(quantized.bias, bias), (
+            f"after the float layer's bias moved by -0.5 in place, QuantizedLinear.bias moved too: {bias} became "
+            f"{quantized.bias}; keep a copy, not the float layer's array")
+        assert_close(quantized(x), before, "QuantizedLinear output after the float layer's bias changed", rtol=0, atol=0)
 
     def test_the_integer_formula(self):
         """forward(x (5, 16)) = s_x * s_w * ((x_q - z_x) @ W_q) + bias, a float32 Tensor (5, 8) made by from_op("quantized_linear").
@@ -898,10 +958,12 @@ class TestQuantizedLinear:
         assert_close(quantized(x[0, 0]), flat[0], "QuantizedLinear of one sample (16,)")
 
     def test_the_wrong_width_is_refused(self):
-        """An input (3, 15) for in_features 16 is a ValueError naming 16 and the shape."""
+        """An input (3, 15), or a 0-d one, for in_features 16 is a ValueError naming 16 and the shape."""
         quantized = calibrated(float_linear(16, 8, 73), random_array((4, 16), 74))
         raises_naming(lambda: quantized(np.zeros((3, 15), dtype=np.float32)), ValueError, ["16", "(3, 15)"],
                       "QuantizedLinear(16, 8) of (3, 15)")
+        raises_naming(lambda: quantized(Tensor(np.float32(1.0))), ValueError, ["16", "()"],
+                      "QuantizedLinear(16, 8) of a 0-d input (it has no last dimension)")
 
     def test_four_bits(self):
         """bits=4: weight levels in [-7, 7], inputs (3x beyond the calibrated range) clipped to 4-bit levels [-8, 7], a larger error than 8 bits."""
@@ -1046,6 +1108,18 @@ def digits():
     return model, calibration, x_test, y_test, float_accuracy
 
 
+class GraphProbe(Module):
+    """Passes its input on, noting for each call whether that input records a graph (requires_grad)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(bool(x.requires_grad))
+        return x
+
+
 class Encoder(Module):
     """A nested model: a Sequential inside, a head, and one Linear used twice."""
 
@@ -1103,6 +1177,19 @@ class TestQuantizeModel:
         scale, _ = choose_qparams(hidden.min(), hidden.max())
         assert_close(quantized[3].input_scale, scale, "the last layer's input scale, calibrated without dropout",
                      rtol=1e-5)
+
+    def test_calibration_records_no_graph(self):
+        """During calibration the activations carry no autograd graph: the output of a Linear reaches the next module with requires_grad False.
+
+        Hint: calibration only looks at activations. Run the batches under `with no_grad():`, or every batch
+        builds a graph (and keeps its arrays alive) that nothing will ever run backward through.
+        """
+        rng = np.random.default_rng(85)
+        model = Sequential(Linear(8, 16, rng=rng), GraphProbe(), ReLU(), Linear(16, 4, rng=rng))
+        quantized = quantize_model(model, [random_array((4, 8), 86), random_array((4, 8), 87)])
+        probe = quantized[1]
+        assert probe.seen == [False, False], (
+            f"the Linear's outputs during calibration had requires_grad {probe.seen}; expected [False, False] (no graph)")
 
     def test_each_layer_is_calibrated_on_all_batches(self, digits):
         """Layer 0's input range is that of every calibration batch; layer 2's that of the hidden ReLU outputs of every batch.

@@ -267,7 +267,7 @@ class TestMagnitude:
             assert not got[10 - count:].any() and got[:10 - count].all(), f"the {count} smallest should go, got {got}"
 
     def test_ties_prune_exactly_the_count(self):
-        """Twenty equal magnitudes and amount 0.3: exactly 6 are pruned, the first 6 in row-major order.
+        """Twenty equal magnitudes and amount 0.3: exactly 6 are pruned, the first 6 in row-major order; so for ten tied 1s among 2s.
 
         Hint: a threshold (prune every |w| <= the 6th smallest) prunes all 20 tied weights. Rank
         instead, with a stable sort: among equals, the earlier position goes first.
@@ -276,6 +276,13 @@ class TestMagnitude:
         expected = np.ones(20, dtype=bool)
         expected[:6] = False
         assert np.array_equal(got, expected.reshape(4, 5)), f"ties:\nexpected\n{expected.reshape(4, 5)}\ngot\n{got}"
+        alternating = np.resize([1.0, 2.0], 20).reshape(4, 5)  # ten tied 1s at the even positions
+        got = keep_largest(alternating, 0.25)
+        pruned = np.flatnonzero(~got).tolist()
+        assert pruned == [0, 2, 4, 6, 8], (
+            f"magnitudes alternating 1, 2 over (4, 5), amount 0.25: expected the first five 1s pruned (flat positions "
+            f"[0, 2, 4, 6, 8]), got {pruned}; numpy's default sort does not keep tied entries in order: "
+            "np.argsort(..., kind='stable')")
 
     def test_magnitude_not_sign(self):
         """Per layer, weights [-5, 0.1, 3, -0.2, 0.3, -4] at 50% keep -5, 3 and -4: the largest |w|, negatives included.
@@ -357,6 +364,17 @@ class TestMagnitude:
         raises_naming(lambda: magnitude_masks(OnlyVectors(), 0.5), ValueError, ["OnlyVectors"],
                       "magnitude_masks(OnlyVectors(), 0.5)")
 
+    def test_amount_0_and_1_are_allowed(self):
+        """amount 0 keeps every weight and amount 1 prunes every one, in both scopes: the ends of [0, 1] are valid."""
+        model = mlp(6, 5, 3, seed=13)
+        for scope in ("global", "layer"):
+            for amount, kept in ((0.0, True), (1.0, False)):
+                masks = magnitude_masks(model, amount, scope)
+                for name, mask in masks.items():
+                    assert np.all(mask == kept), (
+                        f"magnitude_masks(model, {amount}, {scope!r}): {name} should be all {kept}, got {int(mask.sum())} "
+                        f"of {mask.size} kept")
+
     def test_apply_masks_zeroes_in_place(self):
         """apply_masks writes 0 where a mask is False into the model's own arrays; kept weights and biases are untouched."""
         model = mlp(6, 5, 3, seed=11)
@@ -372,11 +390,12 @@ class TestMagnitude:
             assert np.array_equal(parameter.data[keep], before[name][keep]), f"{name}: kept values should not change"
 
     def test_masks_are_checked_against_the_model(self):
-        """A mask naming no parameter (KeyError), of float dtype (TypeError) or of the wrong shape (ValueError) names what is wrong."""
+        """A mask naming no parameter (KeyError listing the model's names), of float dtype (TypeError) or of the wrong shape (ValueError) names what is wrong."""
         model = mlp(4, 3, 2, seed=12)
         good = magnitude_masks(model, 0.5)
         raises_naming(lambda: apply_masks(model, {**good, "1.weight": np.ones((3, 2), dtype=bool)}), KeyError,
-                      ["1.weight"], "a mask for '1.weight', which the model does not have")
+                      ["1.weight", "0.weight", "2.bias"],
+                      "a mask for '1.weight', which the model does not have (the message lists the model's parameters)")
         raises_naming(lambda: apply_masks(model, {**good, "2.weight": np.ones((3, 2))}), TypeError,
                       ["2.weight", "float64"], "a float64 mask")
         raises_naming(lambda: apply_masks(model, {**good, "2.weight": np.ones((2, 3), dtype=bool)}), ValueError,
@@ -503,11 +522,31 @@ class TestFineTuning:
         assert all(p.grad is None for p in model.parameters()), "zero_grad should clear every gradient"
 
     def test_masks_are_checked(self):
-        """A mask for a parameter the model does not have is a KeyError naming it."""
+        """A mask for a parameter the model does not have is a KeyError naming it; a float mask a TypeError, a (3, 8) mask for an (8, 3) weight a ValueError."""
         model, _, _ = small_problem(26)
         raises_naming(lambda: MaskedOptimizer(SGD(model.parameters(), lr=0.1), model,
                                               {"5.weight": np.ones((8, 3), dtype=bool)}),
                       KeyError, ["5.weight"], "MaskedOptimizer with a mask for '5.weight'")
+        raises_naming(lambda: MaskedOptimizer(SGD(model.parameters(), lr=0.1), model, {"2.weight": np.ones((8, 3))}),
+                      TypeError, ["2.weight", "float64"], "MaskedOptimizer with a float64 mask (check it as apply_masks does)")
+        raises_naming(lambda: MaskedOptimizer(SGD(model.parameters(), lr=0.1), model,
+                                              {"2.weight": np.ones((3, 8), dtype=bool)}),
+                      ValueError, ["2.weight", "(3, 8)", "(8, 3)"], "MaskedOptimizer with a (3, 8) mask for an (8, 3) weight")
+
+    def test_a_weight_without_gradient(self):
+        """A step when a masked weight has no gradient (none computed yet, or its layer unused) skips it, as the optimizer does."""
+        model, _, _ = small_problem(27)
+        masks = magnitude_masks(model, 0.5)
+        optimizer = MaskedOptimizer(SGD(model.parameters(), lr=0.1), model, masks)
+        before = snapshot(model)
+        optimizer.zero_grad()
+        try:
+            optimizer.step()
+        except TypeError as error:
+            raise AssertionError(f"MaskedOptimizer.step() with no gradients raised {error!r}: a parameter's grad is None "
+                                 "until a backward reaches it; skip those when zeroing the pruned gradients") from None
+        for name, parameter in model.named_parameters():
+            assert np.array_equal(parameter.data, before[name]), f"{name} moved in a step without gradients"
 
     def test_90_percent_of_the_digits_mlp_recovers_with_fine_tuning(self, digits):
         """The digits MLP pruned to 90% collapses; 5 epochs of masked fine-tuning bring it within 3 points of the dense accuracy."""
@@ -574,9 +613,14 @@ class TestStructured:
         assert units_to_keep(layer, 0.7).tolist() == [2], "amount 0.7 of 4 removes round(2.8) = 3 units"
 
     def test_ties_remove_the_lower_index_first(self):
-        """Five units of equal norm, amount 0.4: units 0 and 1 go, [2, 3, 4] stay."""
+        """Five units of equal norm, amount 0.4: units 0 and 1 go, [2, 3, 4] stay; among 24 alternating norms, the lowest tied indices go."""
         got = units_to_keep(layer_with(np.ones((2, 5))), 0.4)
         assert got.tolist() == [2, 3, 4], f"equal norms: expected [2, 3, 4] kept, got {got.tolist()}"
+        alternating = layer_with(np.resize([1.0, 2.0], 24).reshape(1, 24))  # twelve tied norms of 1 at the even units
+        removed = sorted(set(range(24)) - set(units_to_keep(alternating, 0.25).tolist()))
+        assert removed == [0, 2, 4, 6, 8, 10], (
+            f"24 units with norms alternating 1, 2, amount 0.25: expected the first six of norm 1 removed "
+            f"([0, 2, 4, 6, 8, 10]), got {removed}; numpy's default sort does not keep ties in order: kind='stable'")
 
     def test_units_to_keep_checks_amount(self):
         """amount 1.2 or -0.5 is a ValueError naming it; amount 1 (no unit left) a ValueError naming the layer."""
@@ -909,7 +953,7 @@ class TestLowRank:
         raises_naming(lambda: rank_for_energy([2.0, 1.0], 1.5), ValueError, ["1.5"], "rank_for_energy(s, 1.5)")
 
     def test_two_thin_layers(self):
-        """low_rank(Linear(7, 5), rank=2): Linear(7, 2) without bias, then Linear(2, 5) with the original bias (none if it had none)."""
+        """low_rank(Linear(7, 5), rank=2): Linear(7, 2) without bias (U_r sqrt(s_r)), then Linear(2, 5) (sqrt(s_r) V_r^T) with the original bias."""
         layer = mlp(7, 5, seed=70, dtype=np.float64)[0]
         before = snapshot(Sequential(layer))
         got = low_rank(layer, rank=2)
@@ -922,6 +966,11 @@ class TestLowRank:
         assert np.array_equal(second.bias.data, layer.bias.data), "the second layer carries the original bias"
         assert got.num_parameters() == 7 * 2 + 2 * 5 + 5, f"expected {7 * 2 + 2 * 5 + 5} numbers, got {got.num_parameters()}"
         assert_unchanged(Sequential(layer), before, "low_rank")
+        s = singular_values(layer.weight.data)[:2]
+        for what, norms in (("columns of the first weight", np.linalg.norm(first.weight.data, axis=0)),
+                            ("rows of the second weight", np.linalg.norm(second.weight.data, axis=1))):
+            assert_close(norms, np.sqrt(s), f"low_rank(rank=2): the norms of the {what} are sqrt(s_1), sqrt(s_2) "
+                         "(each factor takes the square root of the singular values)", rtol=1e-9)
         plain = low_rank(Linear(7, 5, bias=False, rng=np.random.default_rng(77)), rank=3)
         assert plain[0].bias is None and plain[1].bias is None, "a Linear without bias factorises into two without bias"
 
