@@ -722,6 +722,8 @@ class TestCompare:
         close((got.speedup, got.low, got.high), (1.2488327284871028, 1.2369791436869628, 1.2607999024882663),
               "compare(DRIFT, DRIFT_FAST, paired=True)", rtol=1e-7)
         assert got.verdict == FASTER and got.paired is True, f"paired: expected {FASTER!r}, paired=True; got {got}"
+        for field in ("speedup", "low", "high"):
+            assert_float(getattr(got, field), f"paired Comparison.{field}")
         got = compare(DRIFT, DRIFT_FAST, paired=False)
         close((got.speedup, got.low, got.high), (1.25, 0.261489211505639, 5.942700487486972),
               "compare(DRIFT, DRIFT_FAST, paired=False)", rtol=1e-7)
@@ -973,6 +975,10 @@ class TestReports:
         monkeypatch.setattr(np, "show_config", lambda mode="stdout": {
             "Build Dependencies": {"blas": {"name": "openblas", "version": "0.3.27", "found": True}}})
         assert blas_info() == "openblas 0.3.27", f"blas_info: expected 'openblas 0.3.27', got {blas_info()!r}"
+        monkeypatch.setattr(np, "show_config", lambda mode="stdout": {
+            "Build Dependencies": {"blas": {"name": "accelerate", "found": True}}})
+        assert blas_info() == "accelerate", (
+            f"blas_info of a build that names its BLAS but no version: expected 'accelerate', got {blas_info()!r}")
 
     def test_json_report(self):
         """to_json: format, version, the environment, and one record per result with every documented field."""
@@ -1039,8 +1045,9 @@ class TestReports:
         rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:4]]
         assert rows[0][:7] == ["mlp", "single-stream", "0.97 (target 0.95)", "5", "1.000", "3.800", "4.880"], (
             f"the timed row: got {rows[0]}")
-        assert rows[0][7].startswith("2.000 (") and rows[0][8] == "500.0" and rows[0][9] == "1", (
-            f"the timed row's mean (2.000 ms, then its interval), items/s (500.0) and outlier count (1): got {rows[0][7:]}")
+        assert rows[0][7:] == ["2.000 (-0.1506 to 4.151, 95%)", "500.0", "1"], (
+            "the timed row's mean and its 95% interval in ms ('2.000 (-0.1506 to 4.151, 95%)'), items/s (500.0) "
+            f"and outlier count (1): got {rows[0][7:]}")
         assert rows[1][2] == "0.91 (target 0.95)", (
             f"the untimed row's accuracy cell should still show why: expected '0.91 (target 0.95)', got {rows[1][2]!r}")
         assert rows[1][0] == "pruned" and "below target" in rows[1][3] and rows[1][4] == "", (

@@ -815,6 +815,7 @@ class TestSubmission:
         ("../ada", "Ada", ["x"], "name"), ("a/b", "Ada", ["x"], "name"), (".ada", "Ada", ["x"], "name"),
         ("ada..json", "Ada", ["x"], "name"),
         ("ada", "Ada\x1b[2J", ["x"], "participant"), ("ada", "<b>Ada</b>", ["x"], "participant"),
+        ("ada", "Ada\u202eevil", ["x"], "participant"),
         ("ada", "A" * 41, ["x"], "participant"), ("ada", "  ", ["x"], "participant"),
         ("ada", "Ada", [], "recipe"), ("ada", "Ada", ["x"] * 21, "recipe"), ("ada", "Ada", ["ok", "two\nlines"], "recipe"),
         ("ada", "Ada", ["y" * 201], "recipe"), ("ada", "Ada", "int8", "recipe"),
