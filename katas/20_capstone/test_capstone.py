@@ -255,7 +255,7 @@ class TestBaseline:
         assert named["fc1"] is low.layers[7] and named["fc2"] is low.layers[8], "fc1 is the first Linear, fc2 the second"
 
     def test_weighted_layers_refuses_another_family(self):
-        """A model with three convolutions, one, or three Linear layers is not of the family: a ValueError says what it holds."""
+        """A model with three convolutions, one, three Linear layers, or no layers at all is not of the family: a ValueError says what it holds."""
         rng = np.random.default_rng(0)
         three_convs = Sequential(Conv2d(1, 2, 3, rng=rng), Conv2d(2, 2, 3, rng=rng), Conv2d(2, 2, 3, rng=rng),
                                  Flatten(), Linear(8, 10, rng=rng))
@@ -265,6 +265,8 @@ class TestBaseline:
         deep_head = Sequential(Conv2d(1, 2, 3, rng=rng), Conv2d(2, 2, 3, rng=rng), Flatten(), Linear(32, 8, rng=rng),
                                Linear(8, 8, rng=rng), Linear(8, 10, rng=rng))
         raises_naming(lambda: weighted_layers(deep_head), ValueError, ["3 Linear"], "three Linear layers")
+        bare = Linear(4, 10, rng=rng)  # a layer, not a Sequential: it has no .layers at all
+        raises_naming(lambda: weighted_layers(bare), ValueError, ["0 Conv2d"], "a bare Linear (no .layers)")
 
     def test_load_baseline_holds_the_shipped_arrays(self):
         """load_baseline() holds exactly the arrays of katas/data/capstone_digits_cnn.npz, float32, in each named layer."""
