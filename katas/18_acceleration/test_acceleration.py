@@ -553,6 +553,23 @@ class TestLinear:
         raises_naming(lambda: linear(x, w, tensor(np.ones((1, 3)))), ValueError, ["(1, 3)"], "linear with a (1, 3) bias")
 
     @pytest.mark.budget
+    def test_forward_makes_one_output_array(self):
+        """linear for x (16, 32, 64), weight (64, 256) and a bias, float32: peak memory at most 1.1 outputs.
+
+        Hint: `x @ weight + bias` makes the product, then a second (..., out) array for the sum. Add the
+        bias INTO the product's own buffer (`data += bias`): one output array, as a BLAS epilogue would.
+        """
+        x = tensor(random_array((16, 32, 64), 244), dtype=np.float32)
+        w = tensor(random_array((64, 256), 245), dtype=np.float32)
+        b = tensor(random_array(256, 246), dtype=np.float32)
+        output_bytes = 16 * 32 * 256 * 4
+        peak, out = peak_bytes(lambda: linear(x, w, b))
+        assert_tensor(out, "linear of float32 (16, 32, 64)", shape=(16, 32, 256), dtype=np.float32)
+        assert peak <= 1.1 * output_bytes, (
+            f"linear of (16, 32, 64) @ (64, 256) + bias: peak memory {peak / output_bytes:.2f} outputs "
+            f"({peak / 2**20:.2f} MiB); the budget is 1.1 outputs: one array for the product with the bias added into it")
+
+    @pytest.mark.budget
     def test_backward_makes_one_weight_gradient(self):
         """The rule of linear for x (16, 32, 64), weight (64, 256): at most the three gradients plus one weight of memory.
 

@@ -22,8 +22,8 @@ from harness.checks import assert_close
 from tinytorch.benchmarking import (FASTER, NO_DIFFERENCE, REPORT_FORMAT, REPORT_VERSION, SLOWER,
                                     THREAD_VARIABLES, Benchmark, Comparison, Result, Summary, blas_info,
                                     compare, confidence_interval, cpu_model, environment, interleaved,
-                                    offline, outliers, percentile, sample_std, single_stream, summarize,
-                                    t_cdf, t_quantile, to_json, to_markdown, tukey_fences)
+                                    offline, outliers, percentile, result_record, sample_std, single_stream,
+                                    summarize, t_cdf, t_quantile, to_json, to_markdown, tukey_fences)
 
 # Student t quantiles as printed in statistics tables (and by scipy.stats.t.ppf).
 T_TABLE = {  # (p, df) -> t
@@ -70,6 +70,19 @@ class Scripted:
     @property
     def reads(self) -> int:
         return self.log.count("clock")
+
+
+class Overhead(Scripted):
+    """A Scripted world in which reading the clock costs `gap` seconds too: time passes between calls."""
+
+    def __init__(self, gap, *durations):
+        super().__init__(*durations)
+        self.gap = gap
+
+    def clock(self):
+        now = super().clock()
+        self.now += self.gap
+        return now
 
 
 def close(got, expected, what: str, rtol: float = 1e-9, atol: float = 0.0) -> None:
@@ -264,6 +277,17 @@ class TestTDistribution:
         """With df = 2: P(T <= t) = 1/2 + t / (2 sqrt(2 + t^2))."""
         for t in (-4.0, -1.0, 0.25, 2.0, 9.0):
             close(t_cdf(t, 2), 0.5 + t / (2 * math.sqrt(2 + t * t)), f"t_cdf({t}, df=2)", rtol=1e-10)
+
+    def test_cdf_keeps_its_digits_near_zero(self):
+        """Within 1e-6 of t = 0, t_cdf still matches the closed forms for df = 1 and 2 to 1e-13.
+
+        Hint: near t = 0, x = df / (df + t^2) rounds to (almost) 1, and 1 - x computed by
+        subtraction keeps few or none of the digits of t^2 / (df + t^2). Pass that second
+        form to regularized_beta as one_minus_x.
+        """
+        for t in (1e-9, -1e-9, 1e-6, -1e-6):
+            close(t_cdf(t, 1), 0.5 + math.atan(t) / math.pi, f"t_cdf({t}, df=1)", rtol=1e-13)
+            close(t_cdf(t, 2), 0.5 + t / (2 * math.sqrt(2 + t * t)), f"t_cdf({t}, df=2)", rtol=1e-13)
 
     def test_cdf_is_symmetric_and_tabulated(self):
         """P(T <= -t) = 1 - P(T <= t); t_cdf(2.262157, 9) = 0.975; t_cdf(0, df) = 0.5.
@@ -511,6 +535,20 @@ class TestBenchmark:
         assert len(samples) == 4, f"min_seconds counts timed calls only: expected 4, got {len(samples)}"
         assert duration == 1.0, f"duration: expected 1.0 s (the warm-up excluded), got {duration}"
 
+    def test_duration_includes_the_time_between_calls(self):
+        """When time passes between the calls too, the duration runs from the run's start to the last call's end, not sum(samples).
+
+        Hint: the run's duration is `end - run_start` (first clock read of the run to the last
+        one), the time min_seconds is compared with; the sum of the samples leaves out what
+        happens between the calls.
+        """
+        world = Overhead(0.0625, 0.25)  # each clock read costs 1/16 s, each call 1/4 s
+        samples, duration = Benchmark(world.work, warmup=0, min_count=3, min_seconds=0.0, clock=world.clock).measure()
+        assert samples == [0.3125] * 3, f"samples: expected three of 0.3125 s (call and one read), got {samples}"
+        assert duration == 1.125, (
+            f"duration: expected 1.125 s from the run's start to the last call's end, got {duration} "
+            f"(the sum of the samples is {sum(samples)})")
+
     def test_defaults(self):
         """The defaults are warmup=10, min_count=100, min_seconds=1.0: with 1/128 s calls, 10 + 128 calls."""
         world = Scripted(1 / 128)
@@ -684,6 +722,8 @@ class TestCompare:
         close((got.speedup, got.low, got.high), (1.2488327284871028, 1.2369791436869628, 1.2607999024882663),
               "compare(DRIFT, DRIFT_FAST, paired=True)", rtol=1e-7)
         assert got.verdict == FASTER and got.paired is True, f"paired: expected {FASTER!r}, paired=True; got {got}"
+        for field in ("speedup", "low", "high"):
+            assert_float(getattr(got, field), f"paired Comparison.{field}")
         got = compare(DRIFT, DRIFT_FAST, paired=False)
         close((got.speedup, got.low, got.high), (1.25, 0.261489211505639, 5.942700487486972),
               "compare(DRIFT, DRIFT_FAST, paired=False)", rtol=1e-7)
@@ -716,6 +756,12 @@ class TestCompare:
         low_c, high_c = confidence_interval(FAST, 0.99)
         close((got.low, got.high), (low_b / high_c, high_b / low_c), "compare(..., confidence=0.99)", rtol=1e-9)
         assert got.confidence == 0.99, f"Comparison.confidence: expected 0.99, got {got.confidence}"
+        got = compare(DRIFT, DRIFT_FAST, paired=True, confidence=0.99)
+        low, high = confidence_interval(np.log(DRIFT) - np.log(DRIFT_FAST), 0.99)
+        close((got.low, got.high), (math.exp(low), math.exp(high)),
+              "compare(DRIFT, DRIFT_FAST, paired=True, confidence=0.99): the log-ratios' 99% interval, exponentiated",
+              rtol=1e-9)
+        assert got.confidence == 0.99, f"paired Comparison.confidence: expected 0.99, got {got.confidence}"
 
     def test_paired_needs_equal_lengths(self):
         """paired=True with 5 and 4 samples is a ValueError naming both lengths; paired=False accepts them."""
@@ -817,6 +863,15 @@ class TestScenarios:
         assert_float(result.throughput, "Result.throughput")
         close(result.throughput, 64.0, "offline throughput")
 
+    def test_throughput_counts_the_timed_seconds_only(self):
+        """With time passing between calls, throughput is items over the timed calls' seconds, not over the run's duration."""
+        world = Overhead(0.0625, 0.25)
+        result = offline(lambda batch: world.work(), list(range(32)), warmup=0, min_count=3, min_seconds=0.0,
+                         clock=world.clock)
+        close(result.duration, 1.125, "offline duration (the run, from its start to the last call's end)")
+        close(result.throughput, 96 / 0.9375, "offline throughput: 96 items over the 0.9375 timed seconds, not the "
+              "1.125 s run (items * calls / sum(samples))")
+
     def test_untimed_results_have_no_throughput(self):
         """A result below its accuracy target has throughput None."""
         world = Scripted(0.25)
@@ -883,9 +938,13 @@ class TestReports:
         assert environment()["cpus_usable"] is None, "cpus_usable without os.sched_getaffinity: expected None"
 
     def test_cpu_model_from_cpuinfo(self, tmp_path):
-        """cpu_model reads the first "model name" line of a cpuinfo file."""
+        """cpu_model reads the first "model name" line of a cpuinfo file (not the "model" number line before it).
+
+        Hint: Linux lists "model\t\t: 85" (a number) before "model name\t: ..."; match the whole
+        key "model name", and strip the spaces around the text after the colon.
+        """
         path = tmp_path / "cpuinfo"
-        path.write_text("processor\t: 0\nvendor_id\t: Test\nmodel name\t: Test CPU 9000 @ 3.0GHz\n\n"
+        path.write_text("processor\t: 0\nvendor_id\t: Test\nmodel\t\t: 85\nmodel name\t: Test CPU 9000 @ 3.0GHz\n\n"
                         "processor\t: 1\nmodel name\t: Another CPU\n", encoding="utf-8")
         got = cpu_model(str(path))
         assert got == "Test CPU 9000 @ 3.0GHz", f"cpu_model: expected 'Test CPU 9000 @ 3.0GHz', got {got!r}"
@@ -916,6 +975,10 @@ class TestReports:
         monkeypatch.setattr(np, "show_config", lambda mode="stdout": {
             "Build Dependencies": {"blas": {"name": "openblas", "version": "0.3.27", "found": True}}})
         assert blas_info() == "openblas 0.3.27", f"blas_info: expected 'openblas 0.3.27', got {blas_info()!r}"
+        monkeypatch.setattr(np, "show_config", lambda mode="stdout": {
+            "Build Dependencies": {"blas": {"name": "accelerate", "found": True}}})
+        assert blas_info() == "accelerate", (
+            f"blas_info of a build that names its BLAS but no version: expected 'accelerate', got {blas_info()!r}")
 
     def test_json_report(self):
         """to_json: format, version, the environment, and one record per result with every documented field."""
@@ -948,6 +1011,16 @@ class TestReports:
         close(record["duration_s"], 0.010, "duration_s")
         close(record["throughput_per_s"], 500.0, "throughput_per_s")
 
+    def test_record_holds_lists_not_tuples(self):
+        """result_record gives the samples and the outliers' positions as lists: the record is what the JSON holds."""
+        timed, _ = two_results()
+        record = result_record(timed)
+        assert type(record["samples_s"]) is list, f"samples_s: expected a list, got {type(record['samples_s']).__name__}"
+        outliers_ = record["statistics_s"]["outliers"]
+        assert type(outliers_) is list and outliers_ == [3], (
+            f"statistics_s.outliers: expected the list [3], got {type(outliers_).__name__} {outliers_!r}")
+        assert record == json.loads(to_json([timed], ENV))["results"][0], "result_record should be the record to_json writes"
+
     def test_json_untimed_record(self):
         """An untimed record says "below target" and holds no times: statistics null, samples [], throughput null."""
         _, untimed = two_results()
@@ -972,8 +1045,11 @@ class TestReports:
         rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[2:4]]
         assert rows[0][:7] == ["mlp", "single-stream", "0.97 (target 0.95)", "5", "1.000", "3.800", "4.880"], (
             f"the timed row: got {rows[0]}")
-        assert rows[0][7].startswith("2.000 (") and rows[0][8] == "500.0" and rows[0][9] == "1", (
-            f"the timed row's mean (2.000 ms, then its interval), items/s (500.0) and outlier count (1): got {rows[0][7:]}")
+        assert rows[0][7:] == ["2.000 (-0.1506 to 4.151, 95%)", "500.0", "1"], (
+            "the timed row's mean and its 95% interval in ms ('2.000 (-0.1506 to 4.151, 95%)'), items/s (500.0) "
+            f"and outlier count (1): got {rows[0][7:]}")
+        assert rows[1][2] == "0.91 (target 0.95)", (
+            f"the untimed row's accuracy cell should still show why: expected '0.91 (target 0.95)', got {rows[1][2]!r}")
         assert rows[1][0] == "pruned" and "below target" in rows[1][3] and rows[1][4] == "", (
             f"the untimed row should say 'below target' and show no times: {rows[1]}")
         rest = "\n".join(lines[4:])

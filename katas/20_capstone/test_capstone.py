@@ -19,7 +19,7 @@ from tinytorch.capstone import (
 from tinytorch.compression import distillation_loss
 from tinytorch.convolutions import Conv2d, Flatten, MaxPool2d
 from tinytorch.dataloader import find_data_file, load_digits, train_test_split
-from tinytorch.layers import Dropout, Linear, Parameter, Sequential
+from tinytorch.layers import Dropout, Linear, Module, Parameter, Sequential
 from tinytorch.losses import cross_entropy
 from tinytorch.optimizers import Adam
 from tinytorch.profiling import count_flops
@@ -128,6 +128,30 @@ class ScriptedClock:
         return value
 
 
+class Spy(Module):
+    """A layer that passes its input on and records, per call, the input's shape and its own training flag."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes, self.modes = [], []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        self.modes.append(self.training)
+        return x
+
+
+class SpyClock:
+    """A clock that moves 1 s per read and 3 s more per call of the spied model: its calls last 4 s, any other 1 s."""
+
+    def __init__(self, spy: Spy):
+        self.spy, self.reads = spy, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return 3.0 * len(self.spy.shapes) + self.reads
+
+
 class NoClock:
     """A clock that counts how often it is read: a model below target must not be timed at all."""
 
@@ -210,7 +234,8 @@ class TestBaseline:
     @pytest.mark.parametrize("sizes,named", [
         ((0, 32), "conv1_channels"), ((17, 32), "conv1_channels"), ((16, 0), "conv2_channels"),
         ((16, 33), "conv2_channels"), ((16, 32, 0), "fc_rank"), ((16, 32, 11), "fc_rank"), ((2, 2, 9), "fc_rank"),
-        ((4.0, 8), "conv1_channels"), ((4, 8, True), "fc_rank"),
+        ((4.0, 8), "conv1_channels"), ((4, 8, True), "fc_rank"), ((True, 8), "conv1_channels"),
+        ((4, True), "conv2_channels"),
     ])
     def test_sizes_outside_the_family_are_refused(self, sizes, named):
         """build_cnn refuses channels outside 1..16 and 1..32 and a rank outside 1..min(4 c2, 10), naming which."""
@@ -230,7 +255,7 @@ class TestBaseline:
         assert named["fc1"] is low.layers[7] and named["fc2"] is low.layers[8], "fc1 is the first Linear, fc2 the second"
 
     def test_weighted_layers_refuses_another_family(self):
-        """A model with three convolutions, one, or three Linear layers is not of the family: a ValueError says what it holds."""
+        """A model with three convolutions, one, three Linear layers, or no layers at all is not of the family: a ValueError says what it holds."""
         rng = np.random.default_rng(0)
         three_convs = Sequential(Conv2d(1, 2, 3, rng=rng), Conv2d(2, 2, 3, rng=rng), Conv2d(2, 2, 3, rng=rng),
                                  Flatten(), Linear(8, 10, rng=rng))
@@ -240,6 +265,8 @@ class TestBaseline:
         deep_head = Sequential(Conv2d(1, 2, 3, rng=rng), Conv2d(2, 2, 3, rng=rng), Flatten(), Linear(32, 8, rng=rng),
                                Linear(8, 8, rng=rng), Linear(8, 10, rng=rng))
         raises_naming(lambda: weighted_layers(deep_head), ValueError, ["3 Linear"], "three Linear layers")
+        bare = Linear(4, 10, rng=rng)  # a layer, not a Sequential: it has no .layers at all
+        raises_naming(lambda: weighted_layers(bare), ValueError, ["0 Conv2d"], "a bare Linear (no .layers)")
 
     def test_load_baseline_holds_the_shipped_arrays(self):
         """load_baseline() holds exactly the arrays of katas/data/capstone_digits_cnn.npz, float32, in each named layer."""
@@ -516,6 +543,23 @@ class TestMeasure:
             f"{result.latency_ratio!r} (1/3 would be a ratio of means; 0.5 or 2 a wrong order or no inverse)")
         assert isinstance(result.latency_ratio, float), "latency_ratio should be a Python float"
 
+    def test_the_baseline_is_timed_first_on_a_batch(self, baseline, digits):
+        """interleaved(baseline, model): the baseline's 4 s calls are the baseline's times (ratio 1/4, not 4), each on the first BATCH images.
+
+        Hint: interleaved(baseline_call, model_call, ...) returns (baseline times, model times) in
+        the order the two callables are given; both run on Tensor(images[:BATCH]), the batch the
+        verifier times, not on every held-out image.
+        """
+        _, x_test, _, y_test = digits
+        spy = Spy()
+        spied = Sequential(spy, *baseline.layers)
+        result = measure(int8_arrays(shipped_arrays()), spied, x_test, y_test, rounds=3, clock=SpyClock(spy))
+        assert result.latency_ratio is not None and abs(result.latency_ratio - 0.25) < 1e-12, (
+            f"latency_ratio: the baseline's calls last 4 s and the model's 1 s, so 0.25; got {result.latency_ratio!r} "
+            "(4.0 means the two were handed to interleaved the other way round)")
+        assert len(spy.shapes) >= 3 and all(shape == (BATCH, 1, 8, 8) for shape in spy.shapes), (
+            f"each timed call should take the first {BATCH} images, ({BATCH}, 1, 8, 8); the baseline saw {spy.shapes}")
+
     def test_a_model_below_target_is_never_timed(self, baseline, digits):
         """Accuracy first: 96 right of 99 images (96.97%) is below 97%: latency_ratio None, the clock never read; 97 of 100 is timed."""
         _, x_test, _, y_test = digits
@@ -664,6 +708,20 @@ class TestCompress:
         assert not any(m.training for m in mine.modules()), "fine_tune should leave the model in eval mode"
         assert np.array_equal(x, x_before) and np.array_equal(y, y_before), "fine_tune must not change the images or labels"
 
+    def test_fine_tune_trains_in_train_mode(self, digits):
+        """A model handed over in eval mode (as shrink returns it) runs every training forward in train mode, and ends in eval mode.
+
+        Hint: call model.train() before the loop: a Dropout or BatchNorm of the family-to-be must
+        behave as in training while it learns; model.eval() once it is done.
+        """
+        x_train, _, y_train, _ = digits
+        spy = Spy()
+        model = Sequential(spy, *cnn(2, 3, seed=15).layers).eval()
+        fine_tune(model, x_train[:40], y_train[:40], epochs=1, batch_size=16)
+        assert spy.modes and all(spy.modes), (
+            f"fine_tune's forwards should run in train mode; the training flag per forward was {spy.modes}")
+        assert not any(m.training for m in model.modules()), "fine_tune should leave the model in eval mode"
+
     def test_fine_tune_recovers_a_pruned_model(self, baseline, digits):
         """Half the channels removed read fewer digits; one epoch on 700 training images wins accuracy back, the loss falling."""
         x_train, x_test, y_train, y_test = digits
@@ -757,7 +815,9 @@ class TestSubmission:
 
     @pytest.mark.parametrize("name,participant,recipe,named", [
         ("../ada", "Ada", ["x"], "name"), ("a/b", "Ada", ["x"], "name"), (".ada", "Ada", ["x"], "name"),
+        ("ada..json", "Ada", ["x"], "name"),
         ("ada", "Ada\x1b[2J", ["x"], "participant"), ("ada", "<b>Ada</b>", ["x"], "participant"),
+        ("ada", "Ada\u202eevil", ["x"], "participant"),
         ("ada", "A" * 41, ["x"], "participant"), ("ada", "  ", ["x"], "participant"),
         ("ada", "Ada", [], "recipe"), ("ada", "Ada", ["x"] * 21, "recipe"), ("ada", "Ada", ["ok", "two\nlines"], "recipe"),
         ("ada", "Ada", ["y" * 201], "recipe"), ("ada", "Ada", "int8", "recipe"),
@@ -768,6 +828,16 @@ class TestSubmission:
         raises_naming(lambda: export_submission(tmp_path, name, arrays, measured(arrays), participant, recipe),
                       ValueError, [named], f"export_submission(name={name!r}, participant={participant!r})")
         assert list(tmp_path.iterdir()) == [], f"nothing should be written when the submission is refused: {list(tmp_path.iterdir())}"
+
+    def test_text_at_its_limits_is_accepted(self, tmp_path):
+        """A participant of exactly 40 characters, 20 recipe lines, one of exactly 200: all accepted and written as given."""
+        arrays = arrays_of(cnn(2, 2))
+        recipe = ["y" * 200] + [f"step {i}" for i in range(19)]
+        path = export_submission(tmp_path, "edge", arrays, measured(arrays), "A" * 40, recipe)
+        data = read_strict(path)
+        assert data["participant"] == "A" * 40 and data["recipe"] == recipe, (
+            "a participant of 40 characters and 20 recipe lines, one of 200 characters, are within the limits; "
+            f"got participant {data['participant']!r} and {len(data['recipe'])} recipe lines")
 
     def test_the_verifier_accepts_it(self, baseline, digits, tmp_path):
         """The verifier reads what export_submission wrote, measures the same accuracy and bytes, and does not reject it."""
