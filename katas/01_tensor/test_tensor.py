@@ -323,6 +323,23 @@ class TestArithmetic:
         assert mixed.dtype == np.float64, (
             f"float32 + float64 tensors: expected float64 (numpy's rule), got {mixed.dtype}")
 
+    def test_a_python_scalar_keeps_its_precision_in_float64(self):
+        """x * 0.1, x + 0.1 and 0.1 - x for a float64 x give exactly numpy's float64 values (0.1 not rounded to float32).
+
+        Hint: a scalar operand becomes a Tensor of the other tensor's dtype; made float32, 0.1 is
+        0.10000000149..., and every float64 result is off in its eighth digit.
+        """
+        x = random_array(34, (4,), 0.5, 2.0, np.float64)
+        t = Tensor(x, dtype=np.float64)
+        for what, action, expected in [("x * 0.1", lambda: t * 0.1, x * 0.1), ("x + 0.1", lambda: t + 0.1, x + 0.1),
+                                       ("0.1 - x", lambda: 0.1 - t, 0.1 - x)]:
+            got = action()
+            assert isinstance(got, Tensor), f"{what}: expected a Tensor, got {type(got).__name__}"
+            worst = float(np.max(np.abs(np.asarray(got.data, dtype=np.float64) - expected)))
+            assert worst == 0.0, (
+                f"{what} for float64 x: expected exactly numpy's float64 result, got values off by up to {worst:.3g}.\n"
+                "The scalar was rounded to float32 before the op: give it the tensor's dtype")
+
     def test_scalars_and_arrays_on_the_left(self):
         """2 - x, 2 / x, 2 ** x, 3 * x, 1 + x and np.ones(3) + x: Tensors made by from_op, with the right values."""
         x = random_array(33, (3,), 0.5, 2.0)
