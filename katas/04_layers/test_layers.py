@@ -514,6 +514,23 @@ class TestDropout:
             assert dropout.eval() is dropout
             assert_close(dropout(Tensor(x)), x, f"Dropout({p}) in eval mode (check the mode before p)", rtol=0, atol=0)
 
+    def test_identity_keeps_the_graph(self):
+        """Dropout(0.5) after eval() and Dropout(0.0) in training pass the gradient through: x.grad = the upstream gradient.
+
+        Hint: where dropout does nothing, return x itself; Tensor(x.data) is a new leaf that
+        no gradient can flow back through.
+        """
+        upstream = np.random.default_rng(24).standard_normal((3, 4)).astype(np.float32)
+        for what, dropout in [("Dropout(0.5) in eval mode", Dropout(0.5).eval()), ("Dropout(0.0) in training", Dropout(0.0))]:
+            x = Tensor(np.random.default_rng(25).standard_normal((3, 4)), requires_grad=True)
+            out = dropout(x)
+            assert isinstance(out, Tensor), f"{what}: expected a Tensor, got {type(out).__name__}"
+            assert out.requires_grad, (
+                f"{what} returned a tensor that does not require grad: the graph back to x was cut. Return x itself")
+            (out * Tensor(upstream)).sum().backward()
+            assert x.grad is not None, f"{what}: x.grad is None; the gradient did not reach x"
+            assert_close(x.grad, upstream, f"x.grad through {what} (upstream gradient passed through unchanged)")
+
     def test_p_zero_is_identity_and_p_one_is_zeros(self):
         """In training, Dropout(0) returns x and Dropout(1) returns zeros (no division by zero) with a zero gradient."""
         x = np.random.default_rng(14).standard_normal((16, 8)).astype(np.float32)
