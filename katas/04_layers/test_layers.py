@@ -554,6 +554,19 @@ class TestDropout:
         assert dropped.any() and not dropped.all(), "in training some units are dropped and some kept"
         assert_close(out[~dropped], x[~dropped] / 0.75, "kept units: x / (1 - p) with p = 0.25 (inverted dropout)")
 
+    def test_every_element_draws_its_own_unit(self):
+        """Dropout(0.5) on a (64, 16) batch drops different units in different rows: one draw per element, not per feature.
+
+        Hint: draw the mask with the input's whole shape; a mask of shape (features,) broadcasts
+        the same dropped units onto every sample of the batch.
+        """
+        out = np.asarray(Dropout(0.5, rng=np.random.default_rng(26))(Tensor(np.ones((64, 16)))).data)
+        dropped = out == 0
+        same_as_first = int(np.sum(np.all(dropped == dropped[0], axis=1)))
+        assert same_as_first < 8, (
+            f"{same_as_first} of 64 rows drop exactly the same units as row 0; with an independent draw per "
+            "element, hardly any would. The mask must have the shape of the whole input")
+
     def test_drops_a_fraction_p(self):
         """Dropout(0.3) on 100,000 units drops 30% of them, within 5 binomial standard deviations."""
         n, p = 100_000, 0.3
@@ -611,6 +624,16 @@ class TestStateDict:
         for name, p in model.named_parameters():
             assert isinstance(state[name], np.ndarray), f"state[{name!r}] should be a numpy array"
             assert_close(state[name], p.data, f"state[{name!r}]", rtol=0, atol=0)
+
+    def test_state_dict_keeps_each_parameters_dtype(self):
+        """state_dict() of a float64 Parameter holds float64 values, exactly the parameter's (no rounding to float32)."""
+        module = Pair()
+        module.extra = Parameter(np.random.default_rng(27).standard_normal(5), dtype=np.float64)
+        state = module.state_dict()
+        assert state["extra"].dtype == np.float64, (
+            f"state['extra'] of a float64 Parameter: expected dtype float64, got {state['extra'].dtype}. "
+            "Copy the array as it is; converting it loses precision")
+        assert_close(state["extra"], module.extra.data, "state['extra'] (a float64 Parameter)", rtol=0, atol=0)
 
     def test_state_dict_is_a_snapshot(self):
         """Changing a parameter after state_dict() leaves the snapshot as it was, and vice versa; each call is a new copy."""
@@ -789,6 +812,23 @@ class TestBuffers:
         model = Sequential(Linear(3, 3, rng=np.random.default_rng(40)), Counter())
         names = [name for name, _ in model.named_buffers()]
         assert names == ["1.running_mean", "1.count"], f"named_buffers() of the Sequential: got {names}"
+
+    def test_a_shared_buffer_is_listed_once(self):
+        """One array registered as a buffer by two children is listed once by named_buffers() and saved once.
+
+        Hint: as for a tied parameter, skip an array already seen (compare by id).
+        """
+        shared = np.zeros(3, dtype=np.float32)
+        first, second = Counter(), Counter()
+        first.running_mean = shared
+        second.running_mean = shared
+        model = Sequential(first, second)
+        names = [name for name, _ in model.named_buffers()]
+        assert names == ["0.running_mean", "0.count", "1.count"], (
+            f"named_buffers() with running_mean shared by both children: expected "
+            f"['0.running_mean', '0.count', '1.count'], got {names}")
+        keys = [key for key in model.state_dict() if key.endswith("running_mean")]
+        assert keys == ["0.running_mean"], f"state_dict() should save the shared running_mean once, got {keys}"
 
     def test_state_dict_holds_copies_of_buffers_after_parameters(self):
         """state_dict() lists parameters, then buffers by dotted name, each a copy: a later in-place update leaves it alone."""
