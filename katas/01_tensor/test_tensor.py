@@ -359,6 +359,19 @@ class TestArithmetic:
                                   ("div", "/", lambda: a / b), ("pow", "**", lambda: a ** b)]:
             assert_value_error_names(f"(2, 3) {symbol} (4,)", apply, op, (2, 3), (4,))
 
+    def test_empty_axes_follow_the_same_rule(self):
+        """(0,) with (1,) and (0, 3) with (3,) broadcast to empty results; (0,) with (3,) raises ValueError naming both shapes.
+
+        Hint: a size of 0 is not 1: it can only meet 0 or 1. The test is "equal, or one of them is 1",
+        not "one of them is at most 1".
+        """
+        for shape_a, shape_b, shape in [((0,), (1,), (0,)), ((0, 3), (3,), (0, 3))]:
+            out = Tensor(np.ones(shape_a)) + Tensor(np.ones(shape_b))
+            assert_shape(out, shape, f"{shape_a} + {shape_b}")
+        a, b = Tensor(np.ones(0)), Tensor(np.ones(3))
+        for op, symbol, apply in [("add", "+", lambda: a + b), ("mul", "*", lambda: a * b)]:
+            assert_value_error_names(f"(0,) {symbol} (3,)", apply, op, (0,), (3,))
+
     def test_mismatch_on_a_leading_axis_is_refused(self):
         """(2, 3) with (4, 3), and (5, 2, 3) with (4, 1, 3): the last axes fit, an earlier one does not; ValueError.
 
