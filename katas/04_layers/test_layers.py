@@ -890,6 +890,18 @@ class TestBuffers:
         assert [name for name, _ in module.named_parameters()] == ["scale", "running_mean"], \
             f"named_parameters() after re-assigning: got {[n for n, _ in module.named_parameters()]}"
 
+    def test_register_buffer_refuses_a_child_modules_name(self):
+        """register_buffer('inner', array) on a module whose child is called inner raises KeyError naming it.
+
+        Hint: a name already used by a parameter OR a child module cannot also name a buffer;
+        state_dict() could not tell 'inner' the buffer from 'inner.weight' the child's parameter.
+        """
+        module = Encoder()
+        with pytest.raises(KeyError, match="inner"):
+            module.register_buffer("inner", np.zeros(3))
+        assert module.named_buffers() == [], f"a refused buffer must not be registered: got {module.named_buffers()}"
+        assert isinstance(module.inner, Pair), f"module.inner should still be the child module, got {module.inner!r}"
+
     def test_register_buffer_refuses_bad_names_and_values(self):
         """A dotted name or a parameter's name is a KeyError; a list instead of a numpy array is a TypeError naming the type."""
         module = Counter()
