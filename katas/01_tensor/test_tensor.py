@@ -323,6 +323,23 @@ class TestArithmetic:
         assert mixed.dtype == np.float64, (
             f"float32 + float64 tensors: expected float64 (numpy's rule), got {mixed.dtype}")
 
+    def test_a_python_scalar_keeps_its_precision_in_float64(self):
+        """x * 0.1, x + 0.1 and 0.1 - x for a float64 x give exactly numpy's float64 values (0.1 not rounded to float32).
+
+        Hint: a scalar operand becomes a Tensor of the other tensor's dtype; made float32, 0.1 is
+        0.10000000149..., and every float64 result is off in its eighth digit.
+        """
+        x = random_array(34, (4,), 0.5, 2.0, np.float64)
+        t = Tensor(x, dtype=np.float64)
+        for what, action, expected in [("x * 0.1", lambda: t * 0.1, x * 0.1), ("x + 0.1", lambda: t + 0.1, x + 0.1),
+                                       ("0.1 - x", lambda: 0.1 - t, 0.1 - x)]:
+            got = action()
+            assert isinstance(got, Tensor), f"{what}: expected a Tensor, got {type(got).__name__}"
+            worst = float(np.max(np.abs(np.asarray(got.data, dtype=np.float64) - expected)))
+            assert worst == 0.0, (
+                f"{what} for float64 x: expected exactly numpy's float64 result, got values off by up to {worst:.3g}.\n"
+                "The scalar was rounded to float32 before the op: give it the tensor's dtype")
+
     def test_scalars_and_arrays_on_the_left(self):
         """2 - x, 2 / x, 2 ** x, 3 * x, 1 + x and np.ones(3) + x: Tensors made by from_op, with the right values."""
         x = random_array(33, (3,), 0.5, 2.0)
@@ -341,6 +358,19 @@ class TestArithmetic:
         for op, symbol, apply in [("add", "+", lambda: a + b), ("sub", "-", lambda: a - b), ("mul", "*", lambda: a * b),
                                   ("div", "/", lambda: a / b), ("pow", "**", lambda: a ** b)]:
             assert_value_error_names(f"(2, 3) {symbol} (4,)", apply, op, (2, 3), (4,))
+
+    def test_empty_axes_follow_the_same_rule(self):
+        """(0,) with (1,) and (0, 3) with (3,) broadcast to empty results; (0,) with (3,) raises ValueError naming both shapes.
+
+        Hint: a size of 0 is not 1: it can only meet 0 or 1. The test is "equal, or one of them is 1",
+        not "one of them is at most 1".
+        """
+        for shape_a, shape_b, shape in [((0,), (1,), (0,)), ((0, 3), (3,), (0, 3))]:
+            out = Tensor(np.ones(shape_a)) + Tensor(np.ones(shape_b))
+            assert_shape(out, shape, f"{shape_a} + {shape_b}")
+        a, b = Tensor(np.ones(0)), Tensor(np.ones(3))
+        for op, symbol, apply in [("add", "+", lambda: a + b), ("mul", "*", lambda: a * b)]:
+            assert_value_error_names(f"(0,) {symbol} (3,)", apply, op, (0,), (3,))
 
     def test_mismatch_on_a_leading_axis_is_refused(self):
         """(2, 3) with (4, 3), and (5, 2, 3) with (4, 1, 3): the last axes fit, an earlier one does not; ValueError.

@@ -583,6 +583,22 @@ class TestAccumulation:
         (x * x).backward(np.ones(3))
         assert_close(x.grad, 3 + 2 * x.data, "x.grad after backward of 3x, then of x*x (must add up)")
 
+    def test_accumulating_keeps_the_leaf_dtype(self):
+        """A float32 leaf times a float64 constant, backward twice: x.grad stays float32 and holds 2 * y * g.
+
+        Hint: the sum of a float32 .grad and a float64 gradient is float64; add the new gradient
+        into the existing array in place (`+=`), so the leaf's gradient keeps the leaf's dtype.
+        """
+        x = leaf((3,), seed=78, dtype=np.float32)
+        y = Tensor(np.array([0.5, -2.0, 3.0]), dtype=np.float64)
+        g = np.array([1.0, -1.0, 2.0])
+        for step in (1, 2):
+            (x * y).backward(g)  # the product and its gradients are float64
+            assert x.grad is not None and x.grad.dtype == np.float32, (
+                f"x.grad after backward #{step} through float32 x * float64 y: expected float32 (the leaf's "
+                f"dtype), got {None if x.grad is None else x.grad.dtype}")
+        assert_close(x.grad, 2 * y.data * g, "x.grad after two backward() of x * y (upstream g)", rtol=1e-6)
+
     def test_zero_grad_clears(self):
         """After x.zero_grad() the next backward() starts from nothing."""
         x = leaf((3,), seed=73)

@@ -514,6 +514,23 @@ class TestDropout:
             assert dropout.eval() is dropout
             assert_close(dropout(Tensor(x)), x, f"Dropout({p}) in eval mode (check the mode before p)", rtol=0, atol=0)
 
+    def test_identity_keeps_the_graph(self):
+        """Dropout(0.5) after eval() and Dropout(0.0) in training pass the gradient through: x.grad = the upstream gradient.
+
+        Hint: where dropout does nothing, return x itself; Tensor(x.data) is a new leaf that
+        no gradient can flow back through.
+        """
+        upstream = np.random.default_rng(24).standard_normal((3, 4)).astype(np.float32)
+        for what, dropout in [("Dropout(0.5) in eval mode", Dropout(0.5).eval()), ("Dropout(0.0) in training", Dropout(0.0))]:
+            x = Tensor(np.random.default_rng(25).standard_normal((3, 4)), requires_grad=True)
+            out = dropout(x)
+            assert isinstance(out, Tensor), f"{what}: expected a Tensor, got {type(out).__name__}"
+            assert out.requires_grad, (
+                f"{what} returned a tensor that does not require grad: the graph back to x was cut. Return x itself")
+            (out * Tensor(upstream)).sum().backward()
+            assert x.grad is not None, f"{what}: x.grad is None; the gradient did not reach x"
+            assert_close(x.grad, upstream, f"x.grad through {what} (upstream gradient passed through unchanged)")
+
     def test_p_zero_is_identity_and_p_one_is_zeros(self):
         """In training, Dropout(0) returns x and Dropout(1) returns zeros (no division by zero) with a zero gradient."""
         x = np.random.default_rng(14).standard_normal((16, 8)).astype(np.float32)
@@ -536,6 +553,19 @@ class TestDropout:
         dropped = out == 0
         assert dropped.any() and not dropped.all(), "in training some units are dropped and some kept"
         assert_close(out[~dropped], x[~dropped] / 0.75, "kept units: x / (1 - p) with p = 0.25 (inverted dropout)")
+
+    def test_every_element_draws_its_own_unit(self):
+        """Dropout(0.5) on a (64, 16) batch drops different units in different rows: one draw per element, not per feature.
+
+        Hint: draw the mask with the input's whole shape; a mask of shape (features,) broadcasts
+        the same dropped units onto every sample of the batch.
+        """
+        out = np.asarray(Dropout(0.5, rng=np.random.default_rng(26))(Tensor(np.ones((64, 16)))).data)
+        dropped = out == 0
+        same_as_first = int(np.sum(np.all(dropped == dropped[0], axis=1)))
+        assert same_as_first < 8, (
+            f"{same_as_first} of 64 rows drop exactly the same units as row 0; with an independent draw per "
+            "element, hardly any would. The mask must have the shape of the whole input")
 
     def test_drops_a_fraction_p(self):
         """Dropout(0.3) on 100,000 units drops 30% of them, within 5 binomial standard deviations."""
@@ -594,6 +624,16 @@ class TestStateDict:
         for name, p in model.named_parameters():
             assert isinstance(state[name], np.ndarray), f"state[{name!r}] should be a numpy array"
             assert_close(state[name], p.data, f"state[{name!r}]", rtol=0, atol=0)
+
+    def test_state_dict_keeps_each_parameters_dtype(self):
+        """state_dict() of a float64 Parameter holds float64 values, exactly the parameter's (no rounding to float32)."""
+        module = Pair()
+        module.extra = Parameter(np.random.default_rng(27).standard_normal(5), dtype=np.float64)
+        state = module.state_dict()
+        assert state["extra"].dtype == np.float64, (
+            f"state['extra'] of a float64 Parameter: expected dtype float64, got {state['extra'].dtype}. "
+            "Copy the array as it is; converting it loses precision")
+        assert_close(state["extra"], module.extra.data, "state['extra'] (a float64 Parameter)", rtol=0, atol=0)
 
     def test_state_dict_is_a_snapshot(self):
         """Changing a parameter after state_dict() leaves the snapshot as it was, and vice versa; each call is a new copy."""
@@ -773,6 +813,23 @@ class TestBuffers:
         names = [name for name, _ in model.named_buffers()]
         assert names == ["1.running_mean", "1.count"], f"named_buffers() of the Sequential: got {names}"
 
+    def test_a_shared_buffer_is_listed_once(self):
+        """One array registered as a buffer by two children is listed once by named_buffers() and saved once.
+
+        Hint: as for a tied parameter, skip an array already seen (compare by id).
+        """
+        shared = np.zeros(3, dtype=np.float32)
+        first, second = Counter(), Counter()
+        first.running_mean = shared
+        second.running_mean = shared
+        model = Sequential(first, second)
+        names = [name for name, _ in model.named_buffers()]
+        assert names == ["0.running_mean", "0.count", "1.count"], (
+            f"named_buffers() with running_mean shared by both children: expected "
+            f"['0.running_mean', '0.count', '1.count'], got {names}")
+        keys = [key for key in model.state_dict() if key.endswith("running_mean")]
+        assert keys == ["0.running_mean"], f"state_dict() should save the shared running_mean once, got {keys}"
+
     def test_state_dict_holds_copies_of_buffers_after_parameters(self):
         """state_dict() lists parameters, then buffers by dotted name, each a copy: a later in-place update leaves it alone."""
         model = Sequential(Linear(3, 3, rng=np.random.default_rng(41)), Counter())
@@ -832,6 +889,18 @@ class TestBuffers:
         assert [name for name, _ in module.named_buffers()] == [], "a buffer re-assigned a Parameter becomes a parameter"
         assert [name for name, _ in module.named_parameters()] == ["scale", "running_mean"], \
             f"named_parameters() after re-assigning: got {[n for n, _ in module.named_parameters()]}"
+
+    def test_register_buffer_refuses_a_child_modules_name(self):
+        """register_buffer('inner', array) on a module whose child is called inner raises KeyError naming it.
+
+        Hint: a name already used by a parameter OR a child module cannot also name a buffer;
+        state_dict() could not tell 'inner' the buffer from 'inner.weight' the child's parameter.
+        """
+        module = Encoder()
+        with pytest.raises(KeyError, match="inner"):
+            module.register_buffer("inner", np.zeros(3))
+        assert module.named_buffers() == [], f"a refused buffer must not be registered: got {module.named_buffers()}"
+        assert isinstance(module.inner, Pair), f"module.inner should still be the child module, got {module.inner!r}"
 
     def test_register_buffer_refuses_bad_names_and_values(self):
         """A dotted name or a parameter's name is a KeyError; a list instead of a numpy array is a TypeError naming the type."""
