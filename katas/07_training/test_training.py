@@ -383,6 +383,17 @@ class TestSchedules:
         assert all(math.isclose(got[s], expected[s], rel_tol=1e-12) for s in expected), (
             f"step_lr(step, base_lr=2.0, step_size=4) with the default gamma 0.1: expected {expected}, got {got}")
 
+    def test_step_lr_with_a_step_size_of_one_decays_every_step(self):
+        """step_size=1 is valid: step_lr(step, 1.0, 1, 0.5) is 1, 0.5, 0.25 at steps 0, 1, 2 (an exponential decay)."""
+        expected = [1.0, 0.5, 0.25]
+        try:
+            got = [step_lr(step, 1.0, 1, 0.5) for step in range(3)]
+        except ValueError as error:
+            raise AssertionError(f"step_lr(step, 1.0, step_size=1, gamma=0.5) raised ValueError({error}); "
+                                 "a step_size of 1 (decay at every step) is valid: refuse only step_size < 1") from None
+        assert all(math.isclose(g, e, rel_tol=1e-12) for g, e in zip(got, expected)), (
+            f"step_lr(step, 1.0, step_size=1, gamma=0.5) for steps 0-2: expected {expected}, got {got}")
+
     def test_warmup_is_linear_from_the_first_step(self):
         """warmup_cosine_lr with 4 warm-up steps gives 0.025, 0.05, 0.075, 0.1 at steps 0-3 (never 0)."""
         got = [warmup_cosine_lr(step, 0.1, 4, 14) for step in range(4)]
