@@ -68,6 +68,18 @@ class TestBase:
         assert len(optimizer.params) == 2 and optimizer.params[0] is a and optimizer.params[1] is b, (
             "params should hold the very tensors passed in, in order (not copies)")
 
+    def test_params_are_the_optimizers_own_list(self):
+        """Optimizer(a list) keeps its own copy of the list: the caller adding or removing entries later changes nothing."""
+        a, b = param([1.0]), param([2.0, 3.0])
+        given = [a, b]
+        optimizer = Optimizer(given)
+        given.append(param([4.0]))
+        given.remove(a)
+        assert len(optimizer.params) == 2 and optimizer.params[0] is a and optimizer.params[1] is b, (
+            f"after the caller changed its list, optimizer.params holds {len(optimizer.params)} tensors "
+            f"(expected a and b): keep list(params), not the caller's list itself, which also skips the checks "
+            "for entries added later")
+
     def test_empty_parameter_list_is_rejected(self):
         """Optimizer([]) raises ValueError: there is nothing to optimize."""
         with pytest.raises(ValueError, match="empty"):

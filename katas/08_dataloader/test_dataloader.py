@@ -572,6 +572,16 @@ class TestTransforms:
         assert_close(random_flip(images, np.random.default_rng(0), p=1.0), images[..., ::-1], "random_flip(p=1)")
         assert_close(random_flip(images, np.random.default_rng(0), p=0.0), images, "random_flip(p=0)")
 
+    def test_flip_keeps_the_dtype(self):
+        """random_flip of float64 or uint8 images returns float64 or uint8 images, flipped or not."""
+        for dtype in (np.float64, np.uint8):
+            images = np.arange(2 * 3 * 4).reshape(2, 3, 4).astype(dtype)
+            for p in (0.0, 1.0):
+                got = random_flip(images, np.random.default_rng(0), p=p)
+                assert got.dtype == dtype, (
+                    f"random_flip(p={p}) of {np.dtype(dtype).name} images returned {got.dtype}: copy the batch "
+                    "(images.copy()), do not convert it")
+
     def test_flip_about_half_each_image_whole(self):
         """With p=0.5, about half of 1000 images flip, each whole or not at all (one decision per image, not per batch)."""
         images = np.random.default_rng(8).standard_normal((1000, 1, 2, 3)).astype(np.float32)
@@ -617,6 +627,16 @@ class TestTransforms:
         got = random_crop(images, 8, padding=0, rng=np.random.default_rng(0))
         assert_close(got, images, "random_crop(size=8)")
         assert got.dtype == np.float32, f"random_crop should keep float32, got {got.dtype}"
+
+    def test_crop_as_large_as_the_padded_image(self):
+        """A 6x6 window of 4x4 images padded by 1 is the whole padded image: allowed, and exactly np.pad's result."""
+        images = np.random.default_rng(16).uniform(1, 2, size=(3, 4, 4)).astype(np.float32)
+        try:
+            got = random_crop(images, 6, padding=1, rng=np.random.default_rng(0))
+        except ValueError as error:
+            raise AssertionError(f"random_crop(size=6, padding=1) of 4x4 images raised ValueError({error}); the "
+                                 "window must fit the PADDED image (4 + 2 * 1 = 6), not the original") from None
+        assert_close(got, np.pad(images, ((0, 0), (1, 1), (1, 1))), "random_crop(size=6, padding=1) of 4x4 images")
 
     def test_crop_windows_come_from_the_padded_images(self):
         """Each 8x8 crop of 2-padded 8x8 images is a window of that image padded with zeros; crops differ."""
