@@ -841,8 +841,9 @@ class TestStateDict:
                 "from the uninterrupted run: every hyper-parameter in the state must be restored")
 
     def test_loaded_buffers_are_like_the_ones_a_step_makes(self):
-        """After loading, the step counter is a Python int and every buffer has its parameter's dtype (float32 here),
-        even when the state came from a float64 run.
+        """After loading, the step counter is a Python int and every buffer has its parameter's dtype (float32 here).
+
+        The state loaded comes from the same optimizer run in float64.
 
         Hint: np.savez turns the counter into a 0-d integer array: give it back as `int(value)`. Cast
         each buffer to its parameter's dtype (`np.array(value, dtype=p.dtype)`), as a fresh step would make it.

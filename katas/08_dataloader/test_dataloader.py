@@ -415,8 +415,9 @@ class TestSplit:
             "train_test_split(x) without a seed should use seed=0: the same test part every time, whatever the global state")
 
     def test_the_test_part_comes_first_in_the_seeded_permutation(self):
-        """The test part is the first round(n * test_fraction) indices of default_rng(seed).permutation(n), the train
-        part the rest, in that order; numpy's global generator is left alone.
+        """The test part is the start of default_rng(seed).permutation(n), the train part the rest; np.random is untouched.
+
+        For n = 10, test_fraction = 0.3 and seed = 3: test = order[:3], train = order[3:], in that order.
 
         Hint: order = np.random.default_rng(seed).permutation(n); test, train = order[:n_test], order[n_test:].
         Seeding the global generator (np.random.seed) changes every later draw of the caller's program.
@@ -774,8 +775,7 @@ class TestOptimize:
         assert sorted(seen) == list(range(1000)), f"an epoch visited {len(seen)} rows, {len(set(seen))} distinct"
 
     def test_tensor_dataset_is_visited_in_the_shuffled_order(self):
-        """Shuffled with the same seed, a TensorDataset and an item-by-item dataset are visited in the same order,
-        within each batch too.
+        """With the same seed, a TensorDataset is visited in the same order as an item-by-item dataset, within batches too.
 
         Hint: index the arrays with the slice of the permutation as it is; sorting the indices (for
         faster memory access) undoes the shuffle inside every batch.
