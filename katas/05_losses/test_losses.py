@@ -296,6 +296,17 @@ class TestValidation:
         assert_value_error_names(lambda: binary_cross_entropy_with_logits(logits, np.array([[0, 1], [-0.1, 0]])),
                                  ["-0.1"], "binary_cross_entropy_with_logits with target -0.1")
 
+    def test_binary_target_error_names_the_first_bad_target(self):
+        """With several bad binary targets, the error names the first one (row-major) and its index.
+
+        Hint: np.argwhere(bad) lists the bad positions in row-major order; report its first row,
+        so the message points at the same entry a reader finds first when scanning the targets.
+        """
+        targets = np.array([[0.0, 1.5], [-0.3, 1.0]])
+        assert_value_error_names(lambda: binary_cross_entropy_with_logits(tensor(np.zeros((2, 2))), targets),
+                                 ["1.5", "(0, 1)"],
+                                 "binary_cross_entropy_with_logits with bad targets 1.5 at (0, 1) and -0.3 at (1, 0)")
+
     def test_nan_binary_target(self):
         """A NaN binary target is a ValueError naming it, not a NaN loss that surfaces steps later.
 

@@ -68,6 +68,18 @@ class TestBase:
         assert len(optimizer.params) == 2 and optimizer.params[0] is a and optimizer.params[1] is b, (
             "params should hold the very tensors passed in, in order (not copies)")
 
+    def test_params_are_the_optimizers_own_list(self):
+        """Optimizer(a list) keeps its own copy of the list: the caller adding or removing entries later changes nothing."""
+        a, b = param([1.0]), param([2.0, 3.0])
+        given = [a, b]
+        optimizer = Optimizer(given)
+        given.append(param([4.0]))
+        given.remove(a)
+        assert len(optimizer.params) == 2 and optimizer.params[0] is a and optimizer.params[1] is b, (
+            f"after the caller changed its list, optimizer.params holds {len(optimizer.params)} tensors "
+            f"(expected a and b): keep list(params), not the caller's list itself, which also skips the checks "
+            "for entries added later")
+
     def test_empty_parameter_list_is_rejected(self):
         """Optimizer([]) raises ValueError: there is nothing to optimize."""
         with pytest.raises(ValueError, match="empty"):
@@ -486,6 +498,22 @@ class TestAdam:
         optimizer.step()
         assert_close(p.data, [0.8, 1.2], "two Adam steps with betas (0, 0) and eps 0, g = [2, -0.5]", rtol=1e-12)
 
+    def test_betas_given_as_a_list_are_kept_as_a_tuple(self):
+        """Adam(betas=[0.8, 0.9]) stores betas as the tuple (0.8, 0.9), for Adam and AdamW alike.
+
+        Hint: a list is mutable and shared with the caller, and compares unequal to the tuple a
+        loaded state restores; store `tuple(betas)`.
+        """
+        for cls in (Adam, AdamW):
+            betas = [0.8, 0.9]
+            optimizer = cls([param([1.0])], lr=0.01, betas=betas)
+            assert type(optimizer.betas) is tuple and optimizer.betas == (0.8, 0.9), (
+                f"{cls.__name__}(betas=[0.8, 0.9]).betas should be the tuple (0.8, 0.9), "
+                f"got {optimizer.betas!r} ({type(optimizer.betas).__name__})")
+            betas[0] = 0.0
+            assert optimizer.betas == (0.8, 0.9), (
+                f"{cls.__name__}: changing the caller's list changed betas to {optimizer.betas!r}")
+
     def test_bad_hyperparameters_are_rejected(self):
         """lr <= 0 or NaN, a beta outside [0, 1), not two betas, eps < 0, weight_decay < 0: a ValueError naming it (AdamW too)."""
         p = param([1.0])
@@ -811,6 +839,33 @@ class TestStateDict:
             assert np.array_equal(p.data, q.data), (
                 f"{kind}: parameter {index} after loading into {kind} made with other hyper-parameters differs "
                 "from the uninterrupted run: every hyper-parameter in the state must be restored")
+
+    def test_loaded_buffers_are_like_the_ones_a_step_makes(self):
+        """After loading, the step counter is a Python int and every buffer has its parameter's dtype (float32 here).
+
+        The state loaded comes from the same optimizer run in float64.
+
+        Hint: np.savez turns the counter into a 0-d integer array: give it back as `int(value)`. Cast
+        each buffer to its parameter's dtype (`np.array(value, dtype=p.dtype)`), as a fresh step would make it.
+        """
+        source_params = float32_params((3, 2), (2,), dtype=np.float64)
+        source = Adam(source_params, lr=0.01)
+        source.step()
+        source.step()
+        params = float32_params((3, 2), (2,))
+        optimizer = Adam(params, lr=0.01)
+        optimizer.load_state_dict(source.state_dict())
+        for index, (p, buffers) in enumerate(zip(params, optimizer.state)):
+            step = buffers.get("step")
+            assert type(step) is int and step == 2, (
+                f"Adam.load_state_dict: parameter {index}'s step counter is {step!r} ({type(step).__name__}); "
+                "expected the Python int 2")
+            for name in ("exp_avg", "exp_avg_sq"):
+                buffer = buffers.get(name)
+                assert isinstance(buffer, np.ndarray) and buffer.dtype == p.dtype, (
+                    f"Adam.load_state_dict: parameter {index}'s {name} is "
+                    f"{getattr(buffer, 'dtype', type(buffer).__name__)}, expected the parameter's {p.dtype}: "
+                    "float64 moments double the state's memory and turn the float32 update into float64")
 
     def test_loading_restores_exactly_even_an_empty_state(self):
         """Loading the state of an optimizer that never stepped wipes the buffers: the next step is a first step."""

@@ -112,6 +112,8 @@ class TestLoop:
         batches = make_batches(x, y, 4)
         assert isinstance(batches, list), (
             f"make_batches should return a list (fit counts its batches with len()), got {type(batches).__name__}")
+        assert all(type(batch) is tuple and len(batch) == 2 for batch in batches), (
+            f"each batch should be an (inputs, targets) tuple, got {[type(batch).__name__ for batch in batches]}")
         sizes = [len(bx) for bx, _ in batches]
         assert sizes == [4, 4, 2], f"batch sizes for 10 rows, batch_size 4: expected [4, 4, 2], got {sizes}"
         assert np.array_equal(np.concatenate([by for _, by in batches]), y), "without rng the rows must keep their order"
@@ -265,6 +267,16 @@ class TestEvaluate:
             f"accuracy with tied logits: rows predict 0, 0, 1, 1 (the first largest), targets 0, 1, 1, 2: "
             f"expected 0.5, got {got} (compare logits.argmax(axis=1) with the targets; a tie is not a hit for both)")
 
+    def test_accuracy_of_two_columns(self):
+        """Two columns of logits (a two-class problem) are scored like any other: 2 of 3 rows right is 2/3."""
+        logits = np.array([[0.2, 0.9], [1.5, -1.0], [0.0, 3.0]], dtype=np.float32)
+        try:
+            got = accuracy(logits, np.array([1, 1, 1]))
+        except ValueError as error:
+            raise AssertionError(f"accuracy refused logits of shape (3, 2): {error}; only a single column "
+                                 "(shape (N, 1)) is unscorable by argmax") from None
+        assert got == 2 / 3, f"accuracy of two-column logits predicting 1, 0, 1 against targets 1, 1, 1: expected 2/3, got {got}"
+
     @pytest.mark.parametrize("logits_shape,targets_shape,named", [
         ((4, 3), (5,), "(5,)"), ((4, 3), (4, 1), "(4,1)"), ((4,), (4,), "(4,)"), ((4, 1), (4,), "(4,1)")])
     def test_accuracy_rejects_shapes_it_cannot_score(self, logits_shape, targets_shape, named):
@@ -382,6 +394,17 @@ class TestSchedules:
         got = {step: step_lr(step, 2.0, 4) for step in expected}
         assert all(math.isclose(got[s], expected[s], rel_tol=1e-12) for s in expected), (
             f"step_lr(step, base_lr=2.0, step_size=4) with the default gamma 0.1: expected {expected}, got {got}")
+
+    def test_step_lr_with_a_step_size_of_one_decays_every_step(self):
+        """step_size=1 is valid: step_lr(step, 1.0, 1, 0.5) is 1, 0.5, 0.25 at steps 0, 1, 2 (an exponential decay)."""
+        expected = [1.0, 0.5, 0.25]
+        try:
+            got = [step_lr(step, 1.0, 1, 0.5) for step in range(3)]
+        except ValueError as error:
+            raise AssertionError(f"step_lr(step, 1.0, step_size=1, gamma=0.5) raised ValueError({error}); "
+                                 "a step_size of 1 (decay at every step) is valid: refuse only step_size < 1") from None
+        assert all(math.isclose(g, e, rel_tol=1e-12) for g, e in zip(got, expected)), (
+            f"step_lr(step, 1.0, step_size=1, gamma=0.5) for steps 0-2: expected {expected}, got {got}")
 
     def test_warmup_is_linear_from_the_first_step(self):
         """warmup_cosine_lr with 4 warm-up steps gives 0.025, 0.05, 0.075, 0.1 at steps 0-3 (never 0)."""

@@ -51,6 +51,18 @@ class Triples(Dataset):
         return np.array([i, i], dtype=np.float32), np.int64(i), np.float64(i / 10)
 
 
+class Tokens(Dataset):
+    """Item i is one int64 array [i, i + 1] (token ids, say): batches must stay integers."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return np.array([i, i + 1], dtype=np.int64)
+
 def batches(loader) -> list:
     return list(iter(loader))
 
@@ -228,6 +240,14 @@ class TestDataLoader:
         assert_close(got[0], [[0, 1, 2], [3, 4, 5]], "the first batch of Rows(5)")
         assert_shape(got[-1], (1, 3), "the last batch of Rows(5) with batch_size 2")
 
+    def test_single_array_items_keep_their_dtype(self):
+        """Items that are int64 arrays stack into int64 batches: [[0, 1], [1, 2], [2, 3]], not floats."""
+        got = batches(DataLoader(Tokens(3), batch_size=3))[0]
+        assert isinstance(got, np.ndarray) and got.dtype == np.int64, (
+            f"a batch of int64 items should be an int64 array, got {getattr(got, 'dtype', type(got).__name__)}: "
+            "np.stack keeps the items' dtype; casting them makes token ids or labels floats")
+        assert got.tolist() == [[0, 1], [1, 2], [2, 3]], f"the batch of Tokens(3): got {got.tolist()}"
+
     def test_every_epoch_covers_every_item_once(self):
         """Iterating the same loader twice gives the same complete epoch both times."""
         loader = DataLoader(Squares(23), batch_size=5)
@@ -394,6 +414,26 @@ class TestSplit:
         assert first.tolist() == train_test_split(x)[1].tolist() == a.tolist(), (
             "train_test_split(x) without a seed should use seed=0: the same test part every time, whatever the global state")
 
+    def test_the_test_part_comes_first_in_the_seeded_permutation(self):
+        """The test part is the start of default_rng(seed).permutation(n), the train part the rest; np.random is untouched.
+
+        For n = 10, test_fraction = 0.3 and seed = 3: test = order[:3], train = order[3:], in that order.
+
+        Hint: order = np.random.default_rng(seed).permutation(n); test, train = order[:n_test], order[n_test:].
+        Seeding the global generator (np.random.seed) changes every later draw of the caller's program.
+        """
+        order = np.random.default_rng(3).permutation(10)
+        np.random.seed(123)
+        before = np.random.get_state()[1].copy()
+        x_train, x_test = train_test_split(np.arange(10), test_fraction=0.3, seed=3)
+        assert x_test.tolist() == order[:3].tolist() and x_train.tolist() == order[3:].tolist(), (
+            f"train_test_split(arange(10), test_fraction=0.3, seed=3): expected test {order[:3].tolist()} and train "
+            f"{order[3:].tolist()} (default_rng(3).permutation(10) cut after 3), got test {x_test.tolist()} and "
+            f"train {x_train.tolist()}")
+        assert np.array_equal(np.random.get_state()[1], before), (
+            "train_test_split changed numpy's global generator: draw from np.random.default_rng(seed), "
+            "do not call np.random.seed")
+
     def test_rows_of_2d_arrays(self):
         """Splitting (n, 3) features keeps whole rows."""
         x = np.arange(60).reshape(20, 3)
@@ -533,6 +573,16 @@ class TestTransforms:
         assert_close(random_flip(images, np.random.default_rng(0), p=1.0), images[..., ::-1], "random_flip(p=1)")
         assert_close(random_flip(images, np.random.default_rng(0), p=0.0), images, "random_flip(p=0)")
 
+    def test_flip_keeps_the_dtype(self):
+        """random_flip of float64 or uint8 images returns float64 or uint8 images, flipped or not."""
+        for dtype in (np.float64, np.uint8):
+            images = np.arange(2 * 3 * 4).reshape(2, 3, 4).astype(dtype)
+            for p in (0.0, 1.0):
+                got = random_flip(images, np.random.default_rng(0), p=p)
+                assert got.dtype == dtype, (
+                    f"random_flip(p={p}) of {np.dtype(dtype).name} images returned {got.dtype}: copy the batch "
+                    "(images.copy()), do not convert it")
+
     def test_flip_about_half_each_image_whole(self):
         """With p=0.5, about half of 1000 images flip, each whole or not at all (one decision per image, not per batch)."""
         images = np.random.default_rng(8).standard_normal((1000, 1, 2, 3)).astype(np.float32)
@@ -578,6 +628,16 @@ class TestTransforms:
         got = random_crop(images, 8, padding=0, rng=np.random.default_rng(0))
         assert_close(got, images, "random_crop(size=8)")
         assert got.dtype == np.float32, f"random_crop should keep float32, got {got.dtype}"
+
+    def test_crop_as_large_as_the_padded_image(self):
+        """A 6x6 window of 4x4 images padded by 1 is the whole padded image: allowed, and exactly np.pad's result."""
+        images = np.random.default_rng(16).uniform(1, 2, size=(3, 4, 4)).astype(np.float32)
+        try:
+            got = random_crop(images, 6, padding=1, rng=np.random.default_rng(0))
+        except ValueError as error:
+            raise AssertionError(f"random_crop(size=6, padding=1) of 4x4 images raised ValueError({error}); the "
+                                 "window must fit the PADDED image (4 + 2 * 1 = 6), not the original") from None
+        assert_close(got, np.pad(images, ((0, 0), (1, 1), (1, 1))), "random_crop(size=6, padding=1) of 4x4 images")
 
     def test_crop_windows_come_from_the_padded_images(self):
         """Each 8x8 crop of 2-padded 8x8 images is a window of that image padded with zeros; crops differ."""
@@ -713,6 +773,21 @@ class TestOptimize:
             assert_close(xb, x[yb], "each batch's rows against x[labels]")
             seen.extend(yb.tolist())
         assert sorted(seen) == list(range(1000)), f"an epoch visited {len(seen)} rows, {len(set(seen))} distinct"
+
+    def test_tensor_dataset_is_visited_in_the_shuffled_order(self):
+        """With the same seed, a TensorDataset is visited in the same order as an item-by-item dataset, within batches too.
+
+        Hint: index the arrays with the slice of the permutation as it is; sorting the indices (for
+        faster memory access) undoes the shuffle inside every batch.
+        """
+        n = 50
+        x, y = np.stack([np.arange(n), np.arange(n)], axis=1).astype(np.float32), np.arange(n, dtype=np.int64)
+        expected = order_of(DataLoader(Squares(n), batch_size=8, shuffle=True, rng=np.random.default_rng(22)))
+        loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, rng=np.random.default_rng(22))
+        got = np.concatenate([labels for _, labels in loader])
+        assert got.tolist() == expected.tolist(), (
+            f"a TensorDataset with default_rng(22) visited {got[:10].tolist()}..., an item-by-item dataset with the "
+            f"same seed {expected[:10].tolist()}...: both should follow the epoch's permutation exactly")
 
     @pytest.mark.budget
     def test_one_fetch_per_batch(self):
