@@ -7,7 +7,8 @@ import pytest
 
 from harness import checks
 from harness.budgets import assert_time_ratio, peak_bytes
-from harness.checks import assert_close, assert_finite, assert_made_by_op, assert_shape, assert_tensor, gradcheck
+from harness.checks import (assert_close, assert_finite, assert_made_by_op, assert_shape, assert_tensor, gradcheck,
+                            raises_naming)
 from tinytorch.autograd import BACKWARD_RULES
 from tinytorch.losses import (
     BCEWithLogitsLoss, CrossEntropyLoss, MSELoss,
@@ -65,15 +66,8 @@ def numpy_bce(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def assert_value_error_names(call, fragments, what: str, errors=(ValueError,)) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
+    """call() raises one of `errors` (ValueError unless told), and its message mentions every fragment."""
+    raises_naming(call, errors, fragments, what)
 
 
 def assert_unchanged(array: np.ndarray, before: np.ndarray, what: str, fix: str) -> None:

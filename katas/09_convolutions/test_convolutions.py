@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from harness.budgets import assert_time_ratio, peak_bytes
-from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck
+from harness.checks import assert_close, assert_made_by_op, assert_shape, assert_tensor, gradcheck, raises_naming
 from tinytorch.autograd import BACKWARD_RULES
 from tinytorch.convolutions import (
     AvgPool2d, BatchNorm2d, Conv2d, Flatten, MaxPool2d, avg_pool2d, batch_norm2d, col2im, conv2d, conv2d_loops,
@@ -42,15 +42,8 @@ def shift_and_add_conv(x, weight, bias=None, stride=1, padding=0) -> np.ndarray:
 
 
 def assert_raises_naming(call, fragments, what: str, errors=(ValueError,)) -> None:
-    """call() raises one of `errors`, and its message mentions every fragment."""
-    try:
-        call()
-    except errors as error:
-        message = str(error)
-    else:
-        raise AssertionError(f"{what}: expected {' or '.join(e.__name__ for e in errors)}, but nothing was raised")
-    missing = [f for f in fragments if f not in message]
-    assert not missing, f"{what}: the error message should mention {missing}; it was: {message!r}"
+    """call() raises one of `errors` (ValueError unless told), and its message mentions every fragment."""
+    raises_naming(call, errors, fragments, what)
 
 
 # (what, x shape, weight shape, stride, padding, bias): the cases every conv2d test runs over.
