@@ -26,10 +26,10 @@ class Squares(Dataset):
 
 
 class Rows(Dataset):
-    """Item i is one array (not a tuple): row i of a (n, 3) float32 array."""
+    """Item i is one array (not a tuple): row i of a (n, 3) array of `dtype` (float32 unless told)."""
 
-    def __init__(self, n: int):
-        self.data = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    def __init__(self, n: int, dtype=np.float32):
+        self.data = np.arange(n * 3, dtype=dtype).reshape(n, 3)
 
     def __len__(self):
         return len(self.data)
@@ -50,18 +50,6 @@ class Triples(Dataset):
     def __getitem__(self, i):
         return np.array([i, i], dtype=np.float32), np.int64(i), np.float64(i / 10)
 
-
-class Tokens(Dataset):
-    """Item i is one int64 array [i, i + 1] (token ids, say): batches must stay integers."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __len__(self):
-        return self.n
-
-    def __getitem__(self, i):
-        return np.array([i, i + 1], dtype=np.int64)
 
 def batches(loader) -> list:
     return list(iter(loader))
@@ -241,12 +229,12 @@ class TestDataLoader:
         assert_shape(got[-1], (1, 3), "the last batch of Rows(5) with batch_size 2")
 
     def test_single_array_items_keep_their_dtype(self):
-        """Items that are int64 arrays stack into int64 batches: [[0, 1], [1, 2], [2, 3]], not floats."""
-        got = batches(DataLoader(Tokens(3), batch_size=3))[0]
+        """Items that are int64 arrays (token ids, say) stack into int64 batches: [[0, 1, 2], [3, 4, 5]], not floats."""
+        got = batches(DataLoader(Rows(2, dtype=np.int64), batch_size=2))[0]
         assert isinstance(got, np.ndarray) and got.dtype == np.int64, (
             f"a batch of int64 items should be an int64 array, got {getattr(got, 'dtype', type(got).__name__)}: "
             "np.stack keeps the items' dtype; casting them makes token ids or labels floats")
-        assert got.tolist() == [[0, 1], [1, 2], [2, 3]], f"the batch of Tokens(3): got {got.tolist()}"
+        assert got.tolist() == [[0, 1, 2], [3, 4, 5]], f"the batch of int64 Rows(2): got {got.tolist()}"
 
     def test_every_epoch_covers_every_item_once(self):
         """Iterating the same loader twice gives the same complete epoch both times."""
