@@ -1,11 +1,9 @@
 """Loads the kata harness (harness/plugin.py) into every pytest run in this repository."""
 
-import os
+from harness import blas
 
-# One BLAS thread: on a small machine, a BLAS thread pool contending with other work makes
-# timings erratic, and the katas' arrays are too small to gain from threads. This must be set
-# before numpy is first imported, which is why it lives here and not in the plugin.
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+# One BLAS thread (see harness/blas.py). It must be asked for before numpy is first imported,
+# which is why it happens here and not in the plugin.
+blas.ask_for_one_thread()
 
 pytest_plugins = ["harness.plugin"]

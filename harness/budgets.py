@@ -5,7 +5,8 @@ allocations) and `count_calls`. When time is the measure, `time_ratio` times the
 candidate and a baseline in the same process, interleaved, and keeps the minimum
 of several rounds of each: noise only ever adds time, so the minimum is the
 honest cost. The time is the thread's CPU time (see CLOCK), which other
-processes on the machine do not inflate. A budget sits at least 2x above what the reference achieves.
+processes on the machine do not inflate. A budget sits at least 2x above what
+the reference achieves.
 
 Budget tests are marked `@pytest.mark.budget`.
 """
@@ -18,6 +19,8 @@ import time
 import tracemalloc
 from contextlib import contextmanager
 
+from harness import blas
+
 
 # Budgets time the CPU this thread spends, not the wall clock. On a busy machine the wall clock
 # also counts the slices other processes run in while this one waits, and a round of 15 ms is
@@ -25,8 +28,7 @@ from contextlib import contextmanager
 # load. The thread's CPU time counts only its own work, kernel time for its page faults included.
 # It is the whole cost only while numpy's BLAS runs on this thread, as conftest.py asks; if the
 # environment gave BLAS more threads, their work is not on this thread, and the wall clock is used.
-BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-CLOCK = time.thread_time if all(os.environ.get(v) == "1" for v in BLAS_THREAD_VARIABLES) else time.perf_counter
+CLOCK = time.thread_time if blas.on_one_thread() else time.perf_counter
 
 
 def _best_time(fn, number: int) -> float:

@@ -79,11 +79,12 @@ import unicodedata
 import zipfile
 from pathlib import Path
 
+from harness import blas
+
 # One BLAS thread, as the kata runs use (conftest.py): a thread pool contending with other work makes a
 # latency of a third of a millisecond swing by tens of times. Only effective before numpy's first
 # import, which is the case for `python scoreboard.py capstone ...`.
-for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_variable, "1")
+blas.ask_for_one_thread()
 
 import numpy as np  # noqa: E402
 

@@ -4,7 +4,6 @@ outcome classification, budget helpers, and the ladder a learner sees."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import budgets, stubs
+from harness import blas, budgets, stubs
 from harness import manifest as manifest_module
 from harness.results import BROKEN, NOT_STARTED, WRONG, classify
 from tests.contract import ROOT, child_environment, run_suite
@@ -380,7 +379,7 @@ def spin(seconds: float) -> None:
 
 def test_budgets_time_the_threads_cpu_not_the_wall_clock():
     """A function that waits (as a preempted one does) costs a budget nothing; one that works costs its work."""
-    if not all(os.environ.get(v) == "1" for v in budgets.BLAS_THREAD_VARIABLES):
+    if not blas.on_one_thread():
         assert budgets.CLOCK is time.perf_counter  # BLAS was given threads of its own: their work is off this thread
         return
     assert budgets.CLOCK is time.thread_time  # conftest.py gives BLAS one thread
